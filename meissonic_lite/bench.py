@@ -1,0 +1,119 @@
+"""Throughput benchmarks: `python -m meissonic_lite.bench transformer`.
+
+Measures how many images per second the transformer trains (forward,
+masked-token cross-entropy as in MUSE / Meissonic, backward, AdamW step,
+bf16 autocast) and infers (one forward, as one MaskGIT decoding step) at
+the book's stage shapes. Prints numbers; asserts nothing. Later issues add
+subcommands (e.g. `generate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .masking import mask_tokens
+from .transformer import MeissonicTransformer, TransformerConfig
+from .utils import autocast, pick_device, set_seed
+
+
+def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
+            device: torch.device, gen: torch.Generator):
+    """Random tokens, text states, pooled and micro-conds of bench shapes."""
+    tok = torch.randint(0, cfg.codebook_size, (batch, grid, grid),
+                        generator=gen)
+    m = mask_tokens(tok, gen, cfg.mask_id)
+    text = torch.randn(batch, text_len, cfg.text_dim, generator=gen)
+    pooled = torch.randn(batch, cfg.pooled_dim, generator=gen)
+    micro = torch.tensor([[256.0, 256.0, 0.0, 0.0, 6.0]]).repeat(batch, 1)
+    return [x.to(device) for x in (m.input_ids, m.labels, text, pooled,
+                                    micro, m.level)]
+
+
+def _timeit(fn, warmup: int, iters: int) -> float:
+    """Seconds per call of fn, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) / iters
+
+
+def bench_transformer(cfg: TransformerConfig, batch: int = 32,
+                      grid: int = 16, text_len: int = 32, iters: int = 5,
+                      warmup: int = 2, bf16: bool = True,
+                      device: str = "auto") -> dict[str, float]:
+    """Train and inference images/s of one config at one token grid."""
+    dev = pick_device(device)
+    set_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = MeissonicTransformer(cfg).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    ids, labels, text, pooled, micro, level = _inputs(
+        cfg, batch, grid, text_len, dev, gen)
+
+    def train_step() -> None:
+        with autocast(dev, bf16):
+            logits = model(ids, text, pooled, micro, level)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        with autocast(dev, bf16):
+            model(ids, text, pooled, micro, level)
+
+    model.train()
+    t_train = _timeit(train_step, warmup, iters)
+    model.eval()
+    t_inf = _timeit(infer_step, warmup, iters)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "train_img_s": batch / t_train, "infer_img_s": batch / t_inf}
+
+
+def _cmd_transformer(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads) if args.threads else None
+    base = TransformerConfig.preset(args.preset)
+    stages = [("stage 2", 16, False), ("stage 3", 32, True)]
+    print(f"preset {args.preset}: width {base.dim}, dual {base.num_dual}, "
+          f"single {base.num_single}, batch {args.batch}, text "
+          f"{args.text_len} tokens, bf16 autocast {not args.fp32}, "
+          f"threads {torch.get_num_threads()}")
+    for name, grid, comp in stages:
+        cfg = TransformerConfig.preset(args.preset, compress=comp)
+        r = bench_transformer(cfg, args.batch, grid, args.text_len,
+                              args.iters, args.warmup, not args.fp32,
+                              args.device)
+        inside = grid // 2 if comp else grid
+        print(f"{name}: {grid}x{grid} tokens ({inside}x{inside} inside), "
+              f"{r['params'] / 1e6:.2f} M params: train "
+              f"{r['train_img_s']:.1f} img/s, infer "
+              f"{r['infer_img_s']:.1f} img/s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point with one subcommand per benchmark."""
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.bench")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("transformer", help="train/infer images per second")
+    t.add_argument("--preset", default="lite")
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--text-len", type=int, default=32)
+    t.add_argument("--iters", type=int, default=5)
+    t.add_argument("--warmup", type=int, default=2)
+    t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=0)
+    t.set_defaults(func=_cmd_transformer)
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
