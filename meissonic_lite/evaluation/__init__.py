@@ -1,0 +1,15 @@
+"""Evaluation: the judge (an independent referee) and GenEval-lite.
+
+Nothing here imports a model: the judge reads pixels only.
+"""
+
+from .accuracy import judge_accuracy
+from .geneval import (CATEGORIES, geneval_lite, load_geneval_prompts,
+                      make_geneval_prompts, prompt_scene, score_item)
+from .judge import Detection, count, detect, match_scene
+
+__all__ = [
+    "CATEGORIES", "Detection", "count", "detect", "geneval_lite",
+    "judge_accuracy", "load_geneval_prompts", "make_geneval_prompts",
+    "match_scene", "prompt_scene", "score_item",
+]
