@@ -45,7 +45,7 @@ def degrade(img: Image.Image, strengths: dict[str, float],
             raise ValueError(f"strength of {name} must be in [0, 1], "
                              f"got {s}")
     scale = min(img.size) / 64
-    s = {k: strengths.get(k, 0.0) for k in DEGRADATIONS}
+    s = {k: float(strengths.get(k, 0.0)) for k in DEGRADATIONS}
     if s["blur"] > 0:
         img = img.filter(ImageFilter.GaussianBlur(1.5 * s["blur"] * scale))
     x = np.asarray(img, np.float32)
