@@ -119,10 +119,15 @@ def rope_cos_sin(ids: torch.Tensor, axes: tuple[int, ...],
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor,
                sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (2i, 2i+1) of x (B, S, H, D) by the angles."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, S, H, D/2) each
-    rot = torch.stack((-x2, x1), dim=-1).flatten(-2)  # (B, S, H, D)
-    return x * cos + rot * sin
+    """Rotate channel pairs (2i, 2i+1) of x (B, S, H, D) by the angles.
+
+    Pair (a, b) -> (a cos - b sin, b cos + a sin): swap the pair, then
+    multiply by sin with the sign pattern (-, +).
+    """
+    sign = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device)
+    sin = (sin.unflatten(-1, (-1, 2)) * sign).flatten(-2)  # (S, 1, D)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (b, a)
+    return torch.addcmul(x * cos, swapped, sin)
 
 
 # ------------------------------------------------------------ attention
@@ -253,5 +258,6 @@ class SingleStreamBlock(nn.Module):
         qkv, mlp = h.split([3 * d, self.hidden], dim=-1)
         q, k, v = qkv.unflatten(-1, (3, self.heads, self.head_dim)).unbind(2)
         o = _attend(self.norm_q(q), self.norm_k(k), v, rope)  # (B, S, d)
-        y = torch.cat([o, F.gelu(mlp, approximate="tanh")], dim=-1)
-        return torch.addcmul(x, gate, self.proj_out(y))
+        y = self.proj_out(torch.cat([o, F.gelu(mlp, approximate="tanh")],
+                                    dim=-1))  # attention first, then MLP
+        return torch.addcmul(x, gate, y)
