@@ -1,0 +1,158 @@
+"""The trainer: objective, CFG dropout, NaN guard, resume, DDP."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from meissonic_lite.training import (cfg_dropout, load_checkpoint,
+                                     masked_ce, prepare_batch,
+                                     save_checkpoint)
+from meissonic_lite.training.checkpoint import LATEST
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_worker import make_trainer  # noqa: E402
+
+WORKER = str(Path(__file__).parent / "train_worker.py")
+
+
+def _env(**extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
+    env.pop("MEISSONIC_LITE_DIE_AT_STEP", None)
+    env.update(extra)
+    return env
+
+
+def test_loss_falls(tmp_path):
+    logs = make_trainer(tmp_path, 40).fit()
+    first = sum(l["loss"] for l in logs[:5]) / 5
+    last = sum(l["loss"] for l in logs[-5:]) / 5
+    assert last < first - 0.5, (first, last)
+    assert (tmp_path / "log.jsonl").read_text().count("\n") == 40
+
+
+def test_masked_ce_ignores_visible_tokens():
+    logits = torch.randn(2, 10, 3, 3)
+    labels = torch.full((2, 3, 3), -100)
+    labels[0, 1, 1], labels[1, 0, 2] = 3, 7
+    a = masked_ce(logits, labels)
+    logits2 = logits.clone()
+    logits2[0, :, 0, 0] += 5.0                     # a visible position
+    assert torch.equal(a, masked_ce(logits2, labels))
+    logits2[0, :, 1, 1] += torch.arange(10.0)      # a masked position
+    assert not torch.equal(a, masked_ce(logits2, labels))
+
+
+def test_cfg_dropout_rate_and_content():
+    g = torch.Generator().manual_seed(0)
+    states, pooled = torch.randn(20000, 2, 4), torch.randn(20000, 3)
+    null = (torch.zeros(1, 2, 4), torch.zeros(1, 3))
+    d = cfg_dropout(states, pooled, *null, 0.1, g)
+    rate = d.dropped.float().mean().item()
+    assert 0.09 < rate < 0.11, rate
+    assert torch.all(d.states[d.dropped] == 0)
+    assert torch.all(d.pooled[d.dropped] == 0)       # both halves dropped
+    assert torch.equal(d.states[~d.dropped], states[~d.dropped])
+    assert cfg_dropout(states, pooled, *null, 0.0, g).dropped.sum() == 0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        cfg_dropout(states, pooled, *null, 1.5, g)
+
+
+def test_prepare_batch_rows_equal_the_global_batch():
+    g1, g2 = (torch.Generator().manual_seed(3) for _ in range(2))
+    tok = torch.randint(0, 60, (8, 4, 4))
+    st, po, mc = torch.randn(8, 3, 5), torch.randn(8, 6), torch.ones(8, 5)
+    null = (torch.zeros(1, 3, 5), torch.zeros(1, 6))
+    full = prepare_batch(tok, st, po, mc, null, 64, 0.3, g1)
+    half = prepare_batch(tok[4:], st[4:], po[4:], mc[4:], null, 64, 0.3,
+                         g2, global_batch=8, rows=slice(4, 8))
+    assert torch.equal(full.input_ids[4:], half.input_ids)
+    assert torch.equal(full.level[4:], half.level)
+    assert full.global_masked == half.global_masked
+
+
+def test_nan_guard_skips_then_reloads(tmp_path):
+    tr = make_trainer(tmp_path, 12, max_bad_steps=3)
+    tr.inject_nan = {5, 6, 7}
+    logs = tr.fit()
+    assert [l["skipped"] for l in logs[5:8]] == [True, True, True]
+    assert logs[7].get("reloaded") and tr.reloads == 1
+    assert not logs[8]["skipped"] and tr.step == 12
+    assert all(torch.isfinite(p).all() for p in tr.raw.parameters())
+
+
+def test_nan_guard_restores_last_good_weights(tmp_path):
+    ref = make_trainer(tmp_path / "ref", 4)
+    ref.fit()                     # the good checkpoint the guard reloads
+    tr2 = make_trainer(tmp_path / "b", 6, max_bad_steps=2)
+    tr2.inject_nan = {4, 5}
+    tr2.fit()
+    for a, b in zip(tr2.raw.parameters(), ref.raw.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_kill9_then_resume_matches_uninterrupted(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run([sys.executable, WORKER, str(a), "10"], check=True,
+                   env=_env(), capture_output=True)
+    r = subprocess.run([sys.executable, WORKER, str(b), "10"],
+                       env=_env(MEISSONIC_LITE_DIE_AT_STEP="5"),
+                       capture_output=True)
+    assert r.returncode == -9                       # really killed
+    assert load_checkpoint(b / LATEST)["step"] == 4
+    subprocess.run([sys.executable, WORKER, str(b), "10", "--resume"],
+                   check=True, env=_env(), capture_output=True)
+    sa = torch.load(a / "final_rank0.pt")
+    sb = torch.load(b / "final_rank0.pt")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, WORKER, str(one), "6"], check=True,
+                   env=_env(), capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc_per_node", "2", WORKER, str(two), "6"],
+        env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s1 = torch.load(one / "final_rank0.pt")
+    r0 = torch.load(two / "final_rank0.pt")
+    r1 = torch.load(two / "final_rank1.pt")
+    for k in s1:
+        assert torch.equal(r0[k], r1[k]), k          # ranks agree exactly
+        assert torch.allclose(r0[k], s1[k], atol=2e-5, rtol=1e-4), k
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    tr = make_trainer(tmp_path, 2)
+    tr.fit()
+    tr2 = make_trainer(tmp_path, 4)
+    tr2.model_config = {"preset": "lite"}
+    with pytest.raises(ValueError, match="different model config"):
+        tr2.fit(resume=True)
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(bad)
+
+
+def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / LATEST
+    save_checkpoint(path, {"step": 1})
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="previous checkpoint"):
+        save_checkpoint(path, {"step": 2})
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [LATEST]
