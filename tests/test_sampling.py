@@ -1,0 +1,89 @@
+"""The sampler: schedule, determinism, CFG, known tokens, bad input."""
+
+import pytest
+import torch
+
+from meissonic_lite.masking import tokens_revealed_per_step
+from meissonic_lite.sampling import SamplerConfig, decode
+from meissonic_lite.transformer import MeissonicTransformer, \
+    TransformerConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = MeissonicTransformer(TransformerConfig.preset("tiny")).eval()
+    for p in m.parameters():            # leave AdaLN-Zero's identity
+        p.data.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+def _inputs(model, b=2):
+    c = model.config
+    g = torch.Generator().manual_seed(1)
+    cond = (torch.randn(b, 3, c.text_dim, generator=g),
+            torch.randn(b, c.pooled_dim, generator=g))
+    uncond = (torch.zeros(1, 3, c.text_dim), torch.zeros(1, c.pooled_dim))
+    micro = torch.tensor([[64., 64., 0., 0., 6.]] * b)
+    return cond, uncond, micro
+
+
+def test_every_token_decoded_on_schedule(model):
+    cond, uncond, micro = _inputs(model)
+    counts = []
+
+    def cb(i, tokens, conf):
+        counts.append(int((tokens == model.config.mask_id).sum()) // 2)
+    out = decode(model, cond, uncond, micro, (4, 6),
+                 SamplerConfig(steps=6), torch.Generator().manual_seed(0),
+                 callback=cb)
+    assert out.shape == (2, 4, 6)
+    assert (out != model.config.mask_id).all()
+    assert out.max() < model.config.codebook_size
+    revealed = [24 - counts[0]] + [a - b for a, b in zip(counts, counts[1:])]
+    assert revealed == tokens_revealed_per_step(24, 6)
+
+
+def test_deterministic_under_a_generator(model):
+    cond, uncond, micro = _inputs(model)
+    run = lambda s: decode(model, cond, uncond, micro, (4, 4),  # noqa
+                           SamplerConfig(steps=4),
+                           torch.Generator().manual_seed(s))
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+
+
+def test_known_tokens_are_never_changed(model):
+    cond, uncond, micro = _inputs(model)
+    mid = model.config.mask_id
+    init = torch.randint(0, 64, (2, 4, 4))
+    init[:, 1:3, 1:3] = mid
+    keep = init != mid
+    seen = []
+    out = decode(model, cond, uncond, micro, (4, 4),
+                 SamplerConfig(steps=3), torch.Generator().manual_seed(0),
+                 init_tokens=init,
+                 callback=lambda i, t, c: seen.append(t.clone()))
+    for t in seen + [out]:
+        assert torch.equal(t[keep], init[keep])
+    assert (out != mid).all()
+
+
+def test_guidance_changes_the_result(model):
+    cond, uncond, micro = _inputs(model)
+    a = decode(model, cond, uncond, micro, (4, 4),
+               SamplerConfig(steps=4, guidance_scale=1.0),
+               torch.Generator().manual_seed(0))
+    b = decode(model, cond, uncond, micro, (4, 4),
+               SamplerConfig(steps=4, guidance_scale=5.0),
+               torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(steps=0), "steps"), (dict(guidance_scale=-1.0), "guidance"),
+    (dict(token_temperature=0.0), "temperature"), (dict(top_k=0), "top_k"),
+])
+def test_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        SamplerConfig(**kw)
