@@ -34,13 +34,15 @@ def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
 
 
 def _timeit(fn, warmup: int, iters: int) -> float:
-    """Seconds per call of fn, after warm-up calls."""
+    """Best seconds per call of fn after warm-up (robust to shared CPUs)."""
     for _ in range(warmup):
         fn()
-    t0 = time.perf_counter()
+    best = float("inf")
     for _ in range(iters):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) / iters
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def bench_transformer(cfg: TransformerConfig, batch: int = 32,

@@ -142,7 +142,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """(B, S, H, D) q, k, v -> RoPE -> full bidirectional SDPA -> (B,S,HD)."""
     if rope is not None:
-        cos, sin = rope  # (S, 1, D), already in the compute dtype
+        cos, sin = (r.to(q.dtype) for r in rope)  # (S, 1, D) tables
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     o = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))

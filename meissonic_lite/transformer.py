@@ -317,9 +317,7 @@ class MeissonicTransformer(nn.Module):
         temb = self.conditioning(pooled, micro_conds, level)  # (B, d)
         temb_act = F.silu(temb)
         t = c.shape[1]
-        rope = self.rope_tables(t, h, w, x.device, torch.get_autocast_dtype(
-            x.device.type) if torch.is_autocast_enabled(x.device.type)
-            else x.dtype)
+        rope = self.rope_tables(t, h, w, x.device, torch.float32)
         for blk in self.transformer_blocks:
             x, c = blk(x, c, temb_act, rope)  # (B, N, d), (B, T, d)
         if len(self.single_transformer_blocks):
