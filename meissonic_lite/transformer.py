@@ -263,6 +263,10 @@ class MeissonicTransformer(nn.Module):
         if level.shape != (b,):
             raise ValueError(f"level must have shape ({b},), got "
                              f"{tuple(level.shape)}")
+        if level.numel() and (float(level.min()) < 0
+                              or float(level.max()) > 1000):
+            raise ValueError("level must lie in [0, 1000] "
+                             "(masking.mask_rate_level: round(1000 r))")
         if cfg.compress and (h % 2 or w % 2):
             raise ValueError(f"feature compression needs an even token "
                              f"grid, got {h}x{w}")

@@ -200,6 +200,8 @@ def test_bad_inputs_name_the_expected_shape():
         model(tok, text[:1], pooled, micro, level)
     with pytest.raises(ValueError, match=r"level must have shape \(2,\)"):
         model(tok, text, pooled, micro, level[:1])
+    with pytest.raises(ValueError, match=r"level must lie in \[0, 1000\]"):
+        model(tok, text, pooled, micro, torch.tensor([0, 47000]))
     with pytest.raises(ValueError, match="int64"):
         model(tok.float(), text, pooled, micro, level)
 
