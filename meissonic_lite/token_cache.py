@@ -1,0 +1,207 @@
+"""Offline token extraction: tokenize a stage's training set once.
+
+The paper extracts features offline to save compute; here the frozen VQ
+turns every training image of a stage into its token grid once, and
+training reads the cache instead of rendering and encoding each step.
+
+A cache is a directory:
+  tokens.safetensors  "tokens" uint16 (N, h, w), "micro_conds" f32 (N, 5)
+  captions.json       list of N captions
+  meta.json           written last: VQ weights hash, world seed, size,
+                      caption style, count, ... (validated on load)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .utils import atomic_write_bytes, autocast
+from .vq import VQModel, from_pretrained
+from .world.dataset import make_example
+
+FORMAT = 1
+STAGE_GRID = {1: 8, 2: 16, 3: 32, 4: 32}    # token grid side per stage
+PACKAGE_DIR = Path(__file__).resolve().parent
+REBUILD = "meissonic-lite extract --stage {stage} --out {out}"
+
+
+def _check_out(out: Path) -> Path:
+    out = out.resolve()
+    if out == PACKAGE_DIR or PACKAGE_DIR in out.parents:
+        raise ValueError(f"cache dir {out} is inside the package; "
+                         "put caches elsewhere (e.g. ./cache/stage1)")
+    return out
+
+
+def extract(out: str | os.PathLike, stage: int = 1, n: int = 20000,
+            seed: int = 0, caption_style: str = "mixed",
+            p_clean: float = 0.3, degrade: bool = True,
+            vq: VQModel | None = None, batch: int = 128,
+            bf16: bool = False, progress: bool = True) -> dict:
+    """Render + tokenize `n` examples of stage `stage`; return the meta."""
+    if stage not in STAGE_GRID:
+        raise ValueError(f"stage must be one of {sorted(STAGE_GRID)}, "
+                         f"got {stage!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out = _check_out(Path(out))
+    vq = vq or from_pretrained()
+    vq.eval()
+    grid = STAGE_GRID[stage]
+    size = grid * vq.config.factor
+    tokens = torch.empty(n, grid, grid, dtype=torch.uint16)
+    conds = torch.empty(n, 5, dtype=torch.float32)
+    captions: list[str] = []
+    t0 = time.perf_counter()
+    for i in tqdm(range(0, n, batch), desc=f"extract stage {stage}",
+                  disable=not progress):
+        exs = [make_example(seed, j, size, caption_style, p_clean, degrade)
+               for j in range(i, min(n, i + batch))]
+        arr = np.stack([np.asarray(e.image, np.uint8) for e in exs])
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+        with autocast(torch.device("cpu"), bf16):
+            tok = vq.encode(x)                          # (b, grid, grid)
+        tokens[i:i + len(exs)] = tok.to(torch.uint16)
+        conds[i:i + len(exs)] = torch.tensor([e.micro_conds for e in exs])
+        captions += [e.caption for e in exs]
+    wall = time.perf_counter() - t0
+    meta = {"format": FORMAT, "stage": stage, "grid": grid, "size": size,
+            "count": n, "world_seed": seed, "caption_style": caption_style,
+            "p_clean": p_clean, "degrade": degrade,
+            "vq_sha256": vq.weights_sha256, "vq_config": vq.config.to_dict(),
+            "bf16": bf16, "wall_time_s": round(wall, 1),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    save_cache(out, tokens, conds, captions, meta)
+    return meta
+
+
+def save_cache(out: Path, tokens: torch.Tensor, conds: torch.Tensor,
+               captions: list[str], meta: dict) -> None:
+    """Write the three files; meta.json last so a crash leaves no meta."""
+    from safetensors.torch import save
+    out = _check_out(Path(out))
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        meta_path.unlink()                 # invalidate while rewriting
+    atomic_write_bytes(out / "tokens.safetensors", save(
+        {"tokens": tokens.contiguous(), "micro_conds": conds.contiguous()}))
+    atomic_write_bytes(out / "captions.json",
+                       json.dumps(captions).encode())
+    atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n")
+                       .encode())
+
+
+class TokenCache(torch.utils.data.Dataset):
+    """A validated cache; items {"tokens": (h, w) long, "caption",
+    "micro_conds": (5,)}, the format stage training reads."""
+
+    def __init__(self, path: str | os.PathLike,
+                 vq_sha256: str | None = None):
+        self.path = path = Path(path)
+        hint = (f"rebuild it with: "
+                f"{REBUILD.format(stage='N', out=path)}")
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"no token cache at {path} (missing {meta_path.name}); "
+                + hint)
+        try:
+            from safetensors.torch import load_file
+            self.meta = meta = json.loads(meta_path.read_text())
+            t = load_file(str(path / "tokens.safetensors"))
+            self.tokens, self.micro_conds = t["tokens"], t["micro_conds"]
+            self.captions = json.loads((path / "captions.json").read_text())
+            n, g = meta["count"], meta["grid"]
+        except Exception as e:
+            raise ValueError(f"token cache {path} is corrupt ({e}); "
+                             + hint) from e
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"token cache {path} has format "
+                             f"{meta.get('format')}, expected {FORMAT}; "
+                             + hint)
+        if (tuple(self.tokens.shape) != (n, g, g)
+                or tuple(self.micro_conds.shape) != (n, 5)
+                or len(self.captions) != n):
+            raise ValueError(
+                f"token cache {path} is inconsistent: tokens "
+                f"{tuple(self.tokens.shape)}, micro_conds "
+                f"{tuple(self.micro_conds.shape)}, {len(self.captions)} "
+                f"captions, meta says count={n}, grid={g}; " + hint)
+        if vq_sha256 is not None and meta.get("vq_sha256") != vq_sha256:
+            raise ValueError(
+                f"token cache {path} was made with other VQ weights "
+                f"({meta.get('vq_sha256')}), expected {vq_sha256}; "
+                + hint)
+
+    def __len__(self) -> int:
+        return self.meta["count"]
+
+    def __getitem__(self, i: int) -> dict:
+        return {"tokens": self.tokens[i].long(),
+                "caption": self.captions[i],
+                "micro_conds": self.micro_conds[i]}
+
+
+def load_cache(path: str | os.PathLike,
+               vq: VQModel | None = None) -> TokenCache:
+    """Open a cache; with `vq`, also check it was made by those weights."""
+    return TokenCache(path, vq.weights_sha256 if vq is not None else None)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    """CLI face of `extract`."""
+    vq = from_pretrained(args.weights) if args.weights else None
+    out = args.out or f"cache/stage{args.stage}"
+    meta = extract(out, args.stage, args.n, args.seed, args.caption_style,
+                   args.p_clean, not args.clean, vq, args.batch, args.bf16)
+    print(f"wrote {meta['count']} token grids {meta['grid']}x"
+          f"{meta['grid']} ({meta['size']} px) to {out} in "
+          f"{meta['wall_time_s']} s")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the `extract` subcommand on an argparse subparsers."""
+    p = sub.add_parser("extract", help="tokenize a stage's training set "
+                       "once into a token cache")
+    p.add_argument("--stage", type=int, default=1, choices=(1, 2, 3, 4))
+    p.add_argument("-n", type=int, default=20000, help="images")
+    p.add_argument("--out", default=None,
+                   help="cache dir (default ./cache/stage<N>)")
+    p.add_argument("--seed", type=int, default=0, help="world seed")
+    p.add_argument("--caption-style", default="mixed",
+                   choices=("short", "long", "mixed"))
+    p.add_argument("--p-clean", type=float, default=0.3)
+    p.add_argument("--clean", action="store_true",
+                   help="no degradations at all")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast encoder (faster, a few tokens "
+                   "may differ)")
+    p.add_argument("--weights", default=None,
+                   help="VQ safetensors (default: the shipped one)")
+    p.set_defaults(func=cmd_extract)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.token_cache` = `meissonic-lite extract`."""
+    p = argparse.ArgumentParser(prog="meissonic_lite.token_cache")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(["extract", *argv])
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""Train the VQ tokenizer on Shapes-world renders; measure and ship it.
+
+`python -m meissonic_lite.vq_train --out runs/vq --export` (later
+`meissonic-lite train-vq ...`): renders a fixed pool of training images at
+every ladder size (seeded, cached in the run dir), trains on random crops
+with MSE + commitment loss under bf16 autocast, logs JSONL, checkpoints
+atomically (resume with --resume), and with --export writes the fp16
+weights and the vq.json manifest after re-measuring every quality bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .utils import atomic_write_bytes, autocast, set_seed
+from .vq import (DEFAULT_WEIGHTS, VQConfig, VQModel, from_pretrained,
+                 save_weights)
+from .world.dataset import make_example, to_tensor
+
+GRIDS = (8, 16, 32)          # token grids of stages 1, 2 and 3-4
+TRAIN_SEED, EVAL_SEED = 1000, 2000
+
+
+def ladder(factor: int) -> tuple[int, ...]:
+    """Pixel sizes of the resolution ladder for a downsampling factor."""
+    return tuple(g * factor for g in GRIDS)
+
+
+# ---- data ---------------------------------------------------------------
+def render_pool(n: int, size: int, seed: int, p_clean: float,
+                progress: bool = True) -> torch.Tensor:
+    """`n` world examples at `size` px as uint8 (n, 3, size, size)."""
+    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for i in tqdm(range(n), desc=f"render {size}px", disable=not progress):
+        ex = make_example(seed + size, i, size, "short", p_clean,
+                          degrade=p_clean < 1.0)
+        out[i] = torch.from_numpy(np.asarray(ex.image)).permute(2, 0, 1)
+    return out
+
+
+def sample_crops(pools: list[torch.Tensor], batch: int, crop: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """A batch of random `crop`-px crops from random pool images, [0,1]."""
+    out = torch.empty(batch, 3, crop, crop)
+    which = torch.randint(0, len(pools), (batch,), generator=gen)
+    for b in range(batch):
+        pool = pools[int(which[b])]
+        i = int(torch.randint(0, pool.shape[0], (1,), generator=gen))
+        s = pool.shape[-1]
+        y, x = (int(v) for v in torch.randint(0, s - crop + 1, (2,),
+                                              generator=gen))
+        out[b] = pool[i, :, y:y + crop, x:x + crop].float() / 255.0
+    return out
+
+
+def held_out(n: int, size: int, clean: bool = True, seed: int = EVAL_SEED
+             ) -> torch.Tensor:
+    """`n` held-out renders (never seen in training) as (n, 3, S, S)."""
+    return torch.stack([to_tensor(make_example(seed, i, size, "short",
+                                               degrade=not clean).image)
+                        for i in range(n)])
+
+
+# ---- metrics ------------------------------------------------------------
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB between (B, 3, H, W) images in [0, 1]."""
+    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+def reconstruct(model: VQModel, x: torch.Tensor, batch: int = 64
+                ) -> torch.Tensor:
+    """decode(encode(x)) in batches, fp32."""
+    return torch.cat([model.reconstruct(x[i:i + batch])
+                      for i in range(0, len(x), batch)])
+
+
+def mean_psnr(model: VQModel, n: int, size: int, clean: bool = True,
+              seed: int = EVAL_SEED) -> float:
+    """Mean PSNR (dB, of per-image MSE averaged) on held-out renders."""
+    x = held_out(n, size, clean, seed)
+    mse = (reconstruct(model, x) - x).pow(2).mean()
+    return float(-10 * torch.log10(mse))
+
+
+def _to_pil(x: torch.Tensor):
+    from PIL import Image
+    arr = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(arr)
+
+
+def judge_agreement(model: VQModel, n: int, size: int,
+                    seed: int = EVAL_SEED) -> float:
+    """Share of images where the judge sees the same (kind, colour) counts
+    on the reconstruction as on the original."""
+    from .evaluation import detect
+    x = held_out(n, size, True, seed)
+    rec = reconstruct(model, x)
+    same = 0
+    for a, b in zip(x, rec):
+        ca = Counter((d.kind, d.color) for d in detect(_to_pil(a)))
+        cb = Counter((d.kind, d.color) for d in detect(_to_pil(b)))
+        same += int(ca == cb)
+    return same / n
+
+
+def codebook_stats(model: VQModel, n: int, size: int,
+                   seed: int = EVAL_SEED) -> dict:
+    """Usage (share of codes used) and perplexity on held-out images."""
+    counts = torch.zeros(model.config.num_codes)
+    for i in range(0, n, 250):
+        x = held_out(min(250, n - i), size, True, seed + 7 + i)
+        tok = model.encode(x)
+        counts += torch.bincount(tok.flatten(), minlength=len(counts))
+    p = counts / counts.sum()
+    ent = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"usage": float((counts > 0).float().mean()),
+            "perplexity": float(ent.exp()), "counts": counts.long().tolist()}
+
+
+def final_metrics(model: VQModel, n_psnr: int = 200, n_judge: int = 500,
+                  n_usage: int = 2000) -> dict:
+    """Every quality bar of the tokenizer, measured on fresh renders."""
+    model.eval()
+    sizes = ladder(model.config.factor)
+    out: dict = {"psnr_clean": {}, "psnr_mixed": {}, "judge_agreement": {}}
+    for s in sizes:
+        out["psnr_clean"][str(s)] = round(mean_psnr(model, n_psnr, s), 3)
+        out["psnr_mixed"][str(s)] = round(
+            mean_psnr(model, n_psnr, s, clean=False), 3)
+        out["judge_agreement"][str(s)] = round(
+            judge_agreement(model, n_judge, s), 4)
+    st = codebook_stats(model, n_usage, sizes[1])
+    out["usage"] = round(st["usage"], 4)
+    out["perplexity"] = round(st["perplexity"], 2)
+    out["usage_size"] = sizes[1]
+    out["n"] = {"psnr": n_psnr, "judge": n_judge, "usage": n_usage}
+    return out
+
+
+# ---- training -----------------------------------------------------------
+def _lr(step: int, total: int, base: float, warm: int = 200) -> float:
+    if step < warm:
+        return base * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return base * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _save_ckpt(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _command(args: dict | None = None) -> str:
+    """The CLI line of this run (or of a stored args dict)."""
+    if args is None:
+        return " ".join(["meissonic-lite", "train-vq"] + [
+            a for a in sys.argv[1:] if a != "train-vq"])
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    defaults = vars(p.parse_args([]))
+    parts = ["meissonic-lite", "train-vq"]
+    for k, v in args.items():
+        if k not in defaults or v == defaults[k]:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append({"bf16": "--no-bf16", "fp16": "--fp32"}.get(k, flag))
+        else:
+            parts += [flag, str(v)]
+    return " ".join(parts)
+
+
+def train(args: argparse.Namespace) -> VQModel:
+    """Train (or resume) a VQ model as `args` says; return it."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(args.seed)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    cfg = VQConfig(factor=args.factor, num_codes=args.num_codes,
+                   code_dim=args.code_dim,
+                   channels=tuple(int(c) for c in args.channels.split(",")))
+    model = VQModel(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr,
+                           betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(args.seed)
+    step, wall, history = 0, 0.0, []
+    ckpt = out / "ckpt.pt"
+    if args.resume and ckpt.is_file():
+        st = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        step, wall = st["step"], st["wall"]
+        history = st.get("history") or [_command(st["args"])]
+        print(f"resumed from {ckpt} at step {step}")
+    history.append(_command())
+    pool_path = out / "pool.pt"
+    sizes = ladder(cfg.factor)
+    if pool_path.is_file():
+        pools = torch.load(pool_path)
+    else:
+        pools = [render_pool(args.pool, s, TRAIN_SEED, args.p_clean)
+                 for s in sizes]
+        _save_ckpt(pool_path, pools)
+    crop = args.crop or sizes[0]
+    val = held_out(64, sizes[1])
+    log = open(out / "log.jsonl", "a")  # noqa: SIM115 (closed below)
+    bar = tqdm(total=args.steps, initial=step, desc="train-vq")
+    model.train()
+    while step < args.steps:
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, args.steps, args.lr)
+        x = sample_crops(pools, args.batch, crop, gen)
+        with autocast(torch.device("cpu"), args.bf16):
+            rec, idx, vq_loss = model(x, gen)
+        mse = F.mse_loss(rec.float(), x)
+        loss = mse + vq_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        wall += time.perf_counter() - t0
+        bar.update(1)
+        if step % args.log_every == 0 or step == args.steps:
+            used = torch.bincount(idx.flatten(), minlength=cfg.num_codes)
+            lv, mv = loss.item(), mse.item()
+            rec_ = {"step": step, "loss": round(lv, 5),
+                    "mse": round(mv, 6),
+                    "psnr_batch": round(-10 * math.log10(mv), 3),
+                    "codes_in_batch": int((used > 0).sum()),
+                    "lr": round(opt.param_groups[0]["lr"], 6),
+                    "wall_s": round(wall, 1)}
+            if step % args.eval_every == 0 or step == args.steps:
+                model.eval()
+                rec_["val_psnr"] = round(float(-10 * torch.log10(
+                    (reconstruct(model, val) - val).pow(2).mean())), 3)
+                model.train()
+            log.write(json.dumps(rec_) + "\n")
+            log.flush()
+            bar.set_postfix(psnr=rec_["psnr_batch"],
+                            codes=rec_["codes_in_batch"])
+        if step % args.ckpt_every == 0 or step == args.steps:
+            _save_ckpt(ckpt, {"model": model.state_dict(),
+                              "opt": opt.state_dict(),
+                              "gen": gen.get_state(), "step": step,
+                              "wall": wall, "config": cfg.to_dict(),
+                              "args": vars(args), "history": history})
+    bar.close()
+    log.close()
+    model.eval()
+    model.train_wall_s, model.train_steps = wall, step
+    model.history = history
+    return model
+
+
+def _curve(log: Path) -> list[list[float]]:
+    """[step, val_psnr] pairs from a run's JSONL log (for the book)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    return [[r["step"], r["val_psnr"]] for r in rows if "val_psnr" in r]
+
+
+def export(model: VQModel, args: argparse.Namespace) -> dict:
+    """Measure every bar on the fp16 weights; write them + the manifest."""
+    path = Path(args.weights)
+    save_weights(model, path, torch.float16 if args.fp16 else torch.float32)
+    shipped = from_pretrained(path)
+    metrics = final_metrics(shipped, args.final_n, args.final_judge,
+                            args.final_usage)
+    manifest = {
+        "command": " && ".join(model.history),
+        "config": model.config.to_dict(),
+        "seed": args.seed,
+        "data": {"world_train_seed": TRAIN_SEED, "eval_seed": EVAL_SEED,
+                 "sizes": list(ladder(model.config.factor)),
+                 "pool_per_size": args.pool, "p_clean": args.p_clean,
+                 "crop": args.crop or ladder(model.config.factor)[0],
+                 "batch": args.batch,
+                 "n_images_seen": model.train_steps * args.batch},
+        "steps": model.train_steps,
+        "wall_time_s": round(model.train_wall_s, 1),
+        "final_metrics": metrics,
+        "curve": _curve(Path(args.out) / "log.jsonl"),
+        "params": model.num_params(),
+        "dtype": "float16" if args.fp16 else "float32",
+        "sha256": shipped.weights_sha256,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__, "machine": platform.machine(),
+    }
+    atomic_write_bytes(path.with_suffix(".json"),
+                       (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The train-vq options (shared by the CLI and `python -m`)."""
+    p.add_argument("--out", default="runs/vq", help="run dir (ckpt, log)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--crop", type=int, default=0,
+                   help="training crop px (0: the smallest ladder size)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--num-codes", type=int, default=512)
+    p.add_argument("--code-dim", type=int, default=16)
+    p.add_argument("--channels", default="32,64,64")
+    p.add_argument("--pool", type=int, default=4000,
+                   help="training renders per ladder size")
+    p.add_argument("--p-clean", type=float, default=0.5,
+                   help="share of clean renders (1.0: no degradations)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bf16", dest="bf16", action="store_false")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--export", action="store_true",
+                   help="write weights + manifest after training")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--fp32", dest="fp16", action="store_false",
+                   help="ship fp32 weights instead of fp16")
+    p.add_argument("--final-n", type=int, default=200)
+    p.add_argument("--final-judge", type=int, default=500)
+    p.add_argument("--final-usage", type=int, default=2000)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train, then (with --export) write and report the shipped model."""
+    model = train(args)
+    if args.export:
+        m = export(model, args)
+        print(json.dumps(m["final_metrics"], indent=1))
+        print(f"wrote {args.weights} and its .json manifest")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the `train-vq` subcommand on an argparse subparsers."""
+    p = sub.add_parser("train-vq", help="train the VQ image tokenizer")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.vq_train` = `meissonic-lite train-vq`."""
+    p = argparse.ArgumentParser(prog="meissonic_lite.vq_train")
+    add_arguments(p)
+    run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The VQ tokenizer: shapes, quantizer maths, bad input, shipped weights."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from meissonic_lite.vq import (DEFAULT_WEIGHTS, VQConfig, VQModel,
+                               from_pretrained, save_weights)
+from meissonic_lite.vq_layers import VectorQuantizer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return VQModel(VQConfig(num_codes=32, code_dim=4,
+                            channels=(8, 8, 8))).eval()
+
+
+@pytest.mark.parametrize("factor,chans", [(4, (8, 8, 8)),
+                                          (8, (8, 8, 8, 8))])
+@pytest.mark.parametrize("hw", [(32, 32), (32, 64), (64, 40)])
+def test_round_trip_shapes(factor, chans, hw):
+    H, W = hw
+    if H % factor or W % factor:
+        pytest.skip("not a multiple")
+    m = VQModel(VQConfig(factor=factor, num_codes=16, code_dim=4,
+                         channels=chans)).eval()
+    tok = m.encode(torch.rand(2, 3, H, W))
+    assert tok.shape == (2, H // factor, W // factor)
+    assert tok.dtype == torch.long
+    img = m.decode(tok)
+    assert img.shape == (2, 3, H, W)
+    assert 0 <= float(img.min()) and float(img.max()) <= 1
+
+
+def test_pil_input_matches_tensor(tiny):
+    x = torch.rand(1, 3, 32, 48)
+    arr = (x[0] * 255).round().byte().permute(1, 2, 0).numpy()
+    pil = Image.fromarray(arr)
+    q = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
+    assert torch.equal(tiny.encode(pil), tiny.encode(q))
+    assert tiny.encode([pil, pil]).shape == (2, 8, 12)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "float"),
+    (torch.full((1, 3, 32, 32), 2.0), r"\[0, 1\]"),
+    (torch.rand(1, 3, 30, 32), "divisible"),
+    (torch.rand(1, 1, 32, 32), "RGB"),
+    (Image.new("L", (32, 32)), "RGB"),
+    (Image.new("RGBA", (32, 32)), "RGB"),
+    ("picture.png", "tensor or PIL"),
+])
+def test_bad_images(tiny, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        tiny.encode(bad)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (torch.full((1, 4, 4), 32), r"0\.\.31"),
+    (torch.full((1, 4, 4), -1), r"0\.\.31"),
+    (torch.zeros(1, 4, 4), "integers"),
+    (torch.zeros(1, 1, 4, 4, dtype=torch.long), r"\(B, h, w\)"),
+])
+def test_bad_tokens(tiny, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        tiny.decode(bad)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="power of 2"):
+        VQConfig(factor=3)
+    with pytest.raises(ValueError, match="channels"):
+        VQConfig(factor=8, channels=(8, 8, 8))
+
+
+def test_lookup_is_nearest_code():
+    vq = VectorQuantizer(64, 8)
+    z = torch.randn(500, 8)
+    brute = torch.cdist(z, vq.codebook).argmin(1)
+    assert torch.equal(vq.lookup(z), brute)
+
+
+def test_straight_through_and_commitment():
+    vq = VectorQuantizer(16, 4).eval()
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    zq, idx, loss = vq(z)
+    assert torch.allclose(zq, vq.embed(idx))        # forward = the codes
+    zq.sum().backward()
+    assert torch.equal(z.grad, torch.ones_like(z))  # backward = identity
+    expect = 0.25 * (z - vq.embed(idx)).pow(2).mean()
+    assert torch.allclose(loss, expect)
+
+
+def test_kmeans_init_ema_and_restart():
+    g = torch.Generator().manual_seed(0)
+    vq = VectorQuantizer(8, 2, decay=0.5, dead_threshold=0.5).train()
+    centres = torch.tensor([[5.0, 5], [-5, 5], [5, -5], [-5, -5]])
+    z = (centres.repeat(50, 1) + 0.1 * torch.randn(200, 2, generator=g))
+    z4 = z.T.reshape(1, 2, 10, 20)
+    vq(z4, g)                                   # first batch: k-means
+    assert bool(vq.initialised)
+    d = torch.cdist(centres, vq.codebook).min(1).values
+    assert float(d.max()) < 0.5                 # every cluster has a code
+    before = vq.codebook.clone()
+    only = torch.full((1, 2, 4, 4), 5.0)        # all vectors at (5, 5)
+    for _ in range(6):
+        vq(only, g)
+    k = int(vq.lookup(only[0, :, 0, 0][None]))
+    assert torch.allclose(vq.codebook[k], torch.tensor([5.0, 5.0]),
+                          atol=0.1)
+    assert not torch.equal(before, vq.codebook)
+    # codes never chosen decay below the threshold and restart at data,
+    # so after a few steps every code sits on the only data point
+    assert torch.allclose(vq.codebook, torch.full((8, 2), 5.0), atol=0.1)
+
+
+def test_save_load_round_trip(tmp_path, tiny):
+    p = tmp_path / "vq.safetensors"
+    save_weights(tiny, p, torch.float32)
+    m = from_pretrained(p)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(m.encode(x), tiny.encode(x))
+    assert m.config == tiny.config
+    assert len(m.weights_sha256) == 64
+
+
+def test_missing_and_corrupt_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-vq"):
+        from_pretrained(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match=r"bad\.safetensors.*train-vq"):
+        from_pretrained(bad)
+
+
+def test_shipped_weights_reach_manifest():
+    """The shipped fp16 file still reaches its manifest's metrics on renders
+    never used in training or for the manifest (seed 3000). Tolerances
+    cover sampling noise of 150 images (PSNR, 0.75 dB) and 150 judge
+    calls (0.06)."""
+    from meissonic_lite import vq_train as vt
+    man = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    fm = man["final_metrics"]
+    m = from_pretrained()
+    assert m.config.to_dict() == man["config"]
+    assert m.weights_sha256 == man["sha256"]
+    sizes = vt.ladder(m.config.factor)
+    for size in sizes:
+        got = vt.mean_psnr(m, 150, size, seed=3000)
+        want = fm["psnr_clean"][str(size)]
+        assert got >= want - 0.75, (size, got, want)
+        assert got > 27.0, (size, got)          # far from a broken model
+    agree = vt.judge_agreement(m, 150, sizes[-1], seed=3000)
+    assert agree >= fm["judge_agreement"][str(sizes[-1])] - 0.06, agree
+    st = vt.codebook_stats(m, 250, sizes[1], 3000)
+    assert st["usage"] >= 0.5 and st["perplexity"] > 40
