@@ -1,0 +1,125 @@
+"""Text-to-image, end to end: prompt -> tokens -> image.
+
+`MeissonicLitePipeline` wires the three models and the sampler together
+the way diffusers' pipelines do (same argument names): the text encoder
+gives hidden states and a pooled embedding for the prompt and for the
+negative (or empty) prompt; the sampler decodes a token grid with CFG; the
+VQ decoder turns tokens into pixels. Every argument is checked before any
+work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .sampling import SamplerConfig, decode
+from .utils import pick_device
+
+MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
+
+
+class MeissonicLitePipeline:
+    """VQ + text encoder + transformer + sampler, diffusers-style."""
+
+    def __init__(self, vq, text_encoder, transformer,
+                 device: str | torch.device = "auto"):
+        self.device = pick_device(device)
+        self.vq = vq.to(self.device).eval()
+        self.text_encoder = text_encoder.to(self.device).eval()
+        self.transformer = transformer.to(self.device).eval()
+
+    @classmethod
+    def from_pretrained(cls, device: str | torch.device = "auto"
+                        ) -> MeissonicLitePipeline:
+        """Load the shipped VQ, text encoder and transformer (offline)."""
+        from . import text, vq
+        from .pretrained import load_transformer
+        return cls(vq.from_pretrained(), text.from_pretrained(),
+                   load_transformer(), device)
+
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of this many pixels."""
+        f = self.vq.config.factor
+        return f * (2 if self.transformer.config.compress else 1)
+
+    def _check(self, prompts, negative, steps, scale, height, width, n):
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, (list, tuple)) or not prompts or \
+                not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompt must be a string or a non-empty list "
+                             "of strings ('' is the unconditional prompt)")
+        if negative is not None:
+            negative = [negative] * len(prompts) if isinstance(
+                negative, str) else list(negative)
+            if len(negative) != len(prompts) or \
+                    not all(isinstance(p, str) for p in negative):
+                raise ValueError("negative_prompt must be a string or a "
+                                 "list of strings, one per prompt")
+        m = self.multiple
+        for name, v in (("height", height), ("width", width)):
+            if not isinstance(v, int) or v < m or v % m:
+                raise ValueError(f"{name} must be a positive multiple of "
+                                 f"{m} px for this model, got {v!r}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_images_per_prompt must be >= 1, got {n}")
+        SamplerConfig(steps=steps, guidance_scale=scale)   # validates
+        b = len(prompts) * n * (2 if scale != 1.0 else 1)
+        c = self.transformer.config
+        tokens = (height // self.vq.config.factor) * \
+            (width // self.vq.config.factor) + 77
+        est = b * tokens * c.dim * 4 * 24 * (c.num_dual + c.num_single)
+        if est > MAX_BATCH_BYTES:
+            raise ValueError(f"batch of {b} images at {width}x{height} "
+                             f"needs about {est / 2**30:.1f} GiB of "
+                             "activations; lower num_images_per_prompt")
+        return list(prompts), negative
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | list[str],
+                 negative_prompt: str | list[str] | None = None,
+                 num_inference_steps: int = 16,
+                 guidance_scale: float = 4.0,
+                 height: int = 128, width: int = 128,
+                 num_images_per_prompt: int = 1,
+                 generator: torch.Generator | None = None,
+                 aesthetic_score: float = 9.0,
+                 temperature: tuple[float, float] = (2.0, 0.0),
+                 schedule: str = "cosine",
+                 callback: Callable | None = None,
+                 output_type: str = "pil"):
+        """Generate images; returns PIL images (or a (B,3,H,W) tensor)."""
+        prompts, negative = self._check(
+            prompt, negative_prompt, num_inference_steps, guidance_scale,
+            height, width, num_images_per_prompt)
+        if not 0 <= aesthetic_score <= 10:
+            raise ValueError("aesthetic_score must be in [0, 10]")
+        if output_type not in ("pil", "pt"):
+            raise ValueError("output_type must be 'pil' or 'pt'")
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        cond = self.text_encoder.encode(prompts)
+        b = len(prompts)
+        if negative is None:
+            uncond = self.text_encoder.null(b)
+        else:
+            neg = [p for p in negative for _ in range(num_images_per_prompt)]
+            uncond = self.text_encoder.encode(neg)
+        micro = torch.tensor([[width, height, 0, 0, aesthetic_score]],
+                             dtype=torch.float32,
+                             device=self.device).expand(b, -1)
+        f = self.vq.config.factor
+        cfg = SamplerConfig(num_inference_steps, guidance_scale, schedule,
+                            temperature)
+        tokens = decode(self.transformer, cond, uncond, micro,
+                        (height // f, width // f), cfg, generator,
+                        callback=callback)
+        images = self.vq.decode(tokens).float().clamp(0, 1).cpu()
+        if output_type == "pt":
+            return images
+        arr = (images.permute(0, 2, 3, 1).numpy() * 255).round()
+        return [Image.fromarray(a.astype(np.uint8)) for a in arr]

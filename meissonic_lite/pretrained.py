@@ -1,0 +1,58 @@
+"""Shipped transformer weights: safetensors + config, loaded by name.
+
+The VQ and the text encoder load their own files (`vq.from_pretrained`,
+`text.from_pretrained`); this module does the same for the transformer,
+with the config stored in the file's metadata (nanoGPT's `model_args`
+idea), so a checkpoint always rebuilds the model it was trained as.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .transformer import MeissonicTransformer, TransformerConfig
+from .utils import atomic_write_bytes
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT = WEIGHTS_DIR / "transformer.safetensors"
+REBUILD = "meissonic-lite train --stage all --ship"
+
+
+def save_transformer(model: MeissonicTransformer, path: str | Path,
+                     dtype: torch.dtype = torch.float16) -> None:
+    """Write weights (cast to `dtype`) and config, atomically."""
+    from safetensors.torch import save
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+          for k, v in model.state_dict().items()}
+    cfg = asdict(model.config)
+    meta = {"config": json.dumps(cfg)}
+    atomic_write_bytes(path, save(sd, metadata=meta))
+
+
+def load_transformer(path: str | Path | None = None,
+                     device: str | torch.device = "cpu"
+                     ) -> MeissonicTransformer:
+    """Load the shipped transformer (or `path`) in eval mode, fp32."""
+    from safetensors import safe_open
+    path = Path(path) if path is not None else DEFAULT
+    if not path.is_file():
+        raise FileNotFoundError(f"transformer weights not found: {path}. "
+                                f"Rebuild them with: {REBUILD}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            cfg = json.loads((f.metadata() or {})["config"])
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+        for k in ("rope_axes", "max_grid"):
+            cfg[k] = tuple(cfg[k])
+        model = MeissonicTransformer(TransformerConfig(**cfg))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in sd.items()}, strict=True)
+    except Exception as e:
+        raise ValueError(f"transformer weights {path} are corrupt or "
+                         f"incompatible ({e}). Rebuild them with: "
+                         f"{REBUILD}") from e
+    return model.to(device).eval()
