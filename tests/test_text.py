@@ -1,0 +1,251 @@
+"""The text encoder: shapes, penultimate states, null prompt, bad input,
+saving, the contrastive loss, hard negatives, and the shipped weights."""
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from meissonic_lite import clip_train as ct
+from meissonic_lite import text
+from meissonic_lite.world.scene import Group, make_scene
+
+TINY = text.TextEncoderConfig(embed_dim=32, text_width=32, text_layers=3,
+                              text_heads=2, vision_width=32,
+                              vision_layers=1, image_size=32, patch_size=8)
+MANIFEST = text.WEIGHTS.with_suffix(".json")
+TOL = 0.06         # held-out top-1 on 500 fresh pairs: a few std errors
+BIND_TOL = 0.07    # binding on 200 fresh probes per swap kind
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return text.TextEncoder(text.build_clip(TINY), TINY)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return text.from_pretrained()
+
+
+def test_config_builds_offline_with_full_vocab(enc):
+    assert enc.clip.token_embedding.weight.shape == (49408, 32)
+    assert enc.clip.context_length == 77
+    assert (enc.hidden_dim, enc.pooled_dim) == (32, 32)
+
+
+def test_encode_shapes_and_pooled_matches_open_clip(enc):
+    prompts = ["a red circle.", "", "Two blue stars on gray."]
+    h, p = enc.encode(prompts)
+    assert h.shape == (3, 77, 32) and p.shape == (3, 32)
+    ids = enc.tokenize(prompts)
+    assert torch.allclose(p, enc.clip.encode_text(ids), atol=1e-5)
+    _, p_trim = enc.text_forward(ids, trim=True)
+    assert torch.allclose(p_trim, p, atol=1e-5)
+
+
+def test_hidden_states_are_penultimate_block_output(enc):
+    got = {}
+    blocks = enc.clip.transformer.resblocks
+    hook = blocks[-2].register_forward_hook(
+        lambda m, i, o: got.setdefault("x", o))
+    h, _ = enc.encode(["a small green letter A."])
+    hook.remove()
+    assert torch.equal(h, got["x"])          # before the last block + LN
+    assert not torch.allclose(h, enc.clip.ln_final(h))
+
+
+def test_empty_prompt_is_null_condition_and_cached(enc):
+    h, p = enc.null(4)
+    assert h.shape == (4, 77, 32) and p.shape == (4, 32)
+    assert enc.null(1)[0].data_ptr() == h.data_ptr()       # cached
+    h1, p1 = enc.encode("")
+    assert torch.equal(h1[0], h[0]) and torch.equal(p1[0], p[0])
+
+
+def test_long_prompt_truncated_with_warning(enc):
+    long = " ".join(["red circle"] * 60)
+    with pytest.warns(UserWarning, match="truncated to the context length"):
+        ids = enc.tokenize(["ok", long])
+    assert ids.shape == (2, 77) and int(ids[1, -1]) == ids.max()  # <eot>
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.tokenize("a red circle left of a blue square.")
+
+
+@pytest.mark.parametrize("bad", [3, None, ["ok", 5], [b"bytes"]])
+def test_non_string_prompts_raise(enc, bad):
+    with pytest.raises(TypeError, match="str"):
+        enc.encode(bad)
+
+
+def test_empty_list_raises(enc):
+    with pytest.raises(ValueError, match="at least one prompt"):
+        enc.encode([])
+
+
+def test_frozen_by_default_trainable_on_demand():
+    e = text.TextEncoder(text.build_clip(TINY), TINY)
+    assert not any(q.requires_grad for q in e.parameters())
+    assert not e.clip.training
+    e.train()
+    assert not e.clip.training              # frozen stays in eval mode
+    _, p = e.encode(["a red star."])
+    assert not p.requires_grad
+    e.set_trainable(True)
+    _, p = e.encode(["a red star."])
+    p.sum().backward()
+    assert e.clip.token_embedding.weight.grad is not None
+
+
+def test_device_and_dtype_follow_the_module():
+    e = text.TextEncoder(text.build_clip(TINY), TINY).to(torch.bfloat16)
+    h, p = e.encode(["a red star."])
+    assert h.dtype == p.dtype == torch.bfloat16
+    assert e.device.type == "cpu"
+    assert e.encode_image(torch.rand(2, 3, 48, 48)).shape == (2, 32)
+
+
+def test_save_load_roundtrip_stores_only_touched_rows(tmp_path):
+    clip = text.build_clip(TINY)
+    with torch.no_grad():
+        clip.token_embedding.weight[[5, 77]] += 1.0      # "trained" rows
+        clip.ln_final.weight += 0.5
+    path = tmp_path / "c.safetensors"
+    text.save(clip, TINY, path, dtype=torch.float32)
+    sd = text.state_for_saving(clip, TINY)
+    assert sd["token_embedding.rows"].tolist() == [5, 77]
+    enc2 = text.from_pretrained(path)
+    for k, v in clip.state_dict().items():
+        assert torch.equal(v, enc2.clip.state_dict()[k]), k
+
+
+def test_missing_or_corrupt_weights_name_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-clip"):
+        text.from_pretrained(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(RuntimeError, match="train-clip"):
+        text.from_pretrained(bad)
+
+
+def test_clip_loss_matches_open_clip():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    scale = torch.tensor(14.3)
+    ref = open_clip.ClipLoss()(torch.nn.functional.normalize(a, dim=-1),
+                               torch.nn.functional.normalize(b, dim=-1),
+                               scale)
+    assert torch.allclose(ct.clip_loss(a, b, scale), ref, atol=1e-6)
+    neg = torch.randn(8, 16, generator=g)
+    assert ct.clip_loss(a, b, scale, neg) > ct.clip_loss(a, b, scale)
+
+
+def test_hard_negatives_change_exactly_one_attribute():
+    s = make_scene([Group("circle", "red"), Group("square", "blue")],
+                   relation="left of", seed=0)
+    sw = ct.swap_colors(s)
+    assert [g.color for g in sw.groups] == ["blue", "red"]
+    assert ct.flip_relation(s).relation == "right of"
+    rng = np.random.default_rng(3)
+    pos, neg = ct.caption_pair(s, sw, rng, "short")
+    assert pos != neg and sorted(pos.split()) == sorted(neg.split())
+    same_kind = make_scene([Group("circle", "red"), Group("circle", "blue")])
+    assert ct.swap_colors(same_kind) is None       # swap would stay true
+    r = ct.recolor(same_kind, rng)
+    assert len({(g.kind, g.color) for g in r.groups}) == 2
+    assert r.groups != same_kind.groups
+
+
+def test_clip_scores(enc):
+    imgs = torch.rand(3, 3, 32, 32)
+    s = enc.clip_score(imgs, ["a", "b", "c"])
+    assert s.shape == (3,) and bool((s >= 0).all() and (s <= 100).all())
+    assert torch.allclose(enc.clip_i(imgs, imgs), torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match="prompts"):
+        enc.clip_score(imgs, ["a"])
+
+
+def test_real_open_clip_architecture_builds_without_download():
+    with torch.device("meta"):
+        big = text.from_open_clip("ViT-H-14", pretrained=None,
+                                  device="meta")
+    h, p = big.encode(["a photo of a red circle", ""])
+    assert h.shape == (2, 77, 1024) and p.shape == (2, 1024)
+    assert big.cfg.text_layers == 24 and big.cfg.embed_dim == 1024
+
+
+def test_shipped_weights_load_and_manifest_is_complete(shipped):
+    m = json.loads(MANIFEST.read_text())
+    for key in ("command", "config", "seed", "data", "steps",
+                "wall_time_s", "final_metrics", "date", "torch"):
+        assert key in m, key
+    assert m["config"] == dataclasses.asdict(shipped.cfg)
+    assert "train-clip" in m["command"]
+    assert not any(q.requires_grad for q in shipped.parameters())
+
+
+def test_shipped_weights_reach_manifest_retrieval(shipped):
+    m = json.loads(MANIFEST.read_text())["final_metrics"]
+    seed = ct.EVAL_SEED + 50_000                  # fresh held-out stream
+    r = ct.retrieval(shipped, *ct.heldout_pairs(seed, 500))
+    for k in ("t2i_top1", "i2t_top1"):
+        assert r[k] >= m[k] - TOL, (k, r[k], m[k])
+        assert r[k] >= 0.80, (k, r[k])
+
+
+def test_shipped_weights_bind_colours_above_chance(shipped):
+    # The issue's bar (0.85) is NOT met: colours ~0.80, relations ~0.5
+    # (chance, as for real CLIP models). This pins what the manifest says.
+    m = json.loads(MANIFEST.read_text())["final_metrics"]
+    seed = ct.EVAL_SEED + 60_000
+    got = {k: ct.binding(shipped, *ct.probe_set(seed, 200, k))
+           for k in ("colors", "relation")}
+    for k, b in got.items():
+        assert abs(b - m[f"binding_{k}"]) <= BIND_TOL, (k, b)
+    assert got["colors"] >= 0.70
+
+
+def test_train_clip_runs_resumes_and_writes_manifest(tmp_path):
+    import argparse
+    p = argparse.ArgumentParser()
+    ct.add_parser(p.add_subparsers())
+    argv = ["train-clip", "--out", str(tmp_path), "--steps", "3",
+            "--batch", "8", "--n-images", "40", "--width", "32",
+            "--embed-dim", "32", "--layers", "2", "--vision-layers", "1",
+            "--size", "32", "--ckpt-every", "2", "--eval-every", "100",
+            "--eval-pairs", "500", "--eval-probes", "30", "--no-bf16",
+            "--mirror-positives"]
+    args = p.parse_args(argv)
+    args.command_line = "meissonic-lite " + " ".join(argv)
+    ct.train(args)
+    args = p.parse_args(argv[:4] + ["4"] + argv[5:] + ["--resume"])
+    args.command_line = "second"
+    m = ct.train(args)
+    steps = [json.loads(x)["step"] for x in
+             (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [3, 4] and m["steps"] == 4
+    assert m["command"] == "meissonic-lite " + " ".join(argv) + " && second"
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["step"] == 4
+    assert json.loads((tmp_path / "clip.json").read_text())["config"][
+        "text_width"] == 32
+    enc = text.from_pretrained(tmp_path / "clip.safetensors")
+    assert enc.encode("a red star.")[0].shape == (1, 77, 32)
+
+
+def test_mirrored_negatives_flip_along_the_relation_axis():
+    s_lr = make_scene([Group("circle", "red"), Group("square", "blue")],
+                      relation="left of", seed=0)
+    s_ab = make_scene([Group("circle", "red"), Group("square", "blue")],
+                      relation="above", seed=0)
+    s_no = make_scene([Group("circle", "red")])
+    x = torch.rand(3, 3, 8, 8)
+    m = ct.mirrored(x, [s_lr, s_no, s_ab])
+    assert m.shape == (2, 3, 8, 8)
+    assert torch.equal(m[0], x[0].flip(-1))
+    assert torch.equal(m[1], x[2].flip(-2))
+    assert ct.mirrored(x[1:2], [s_no]).shape == (0, 3, 8, 8)
