@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--sizes", default="64,128,256")
     j.add_argument("--seed", type=int, default=1)
     j.set_defaults(func=cmd_judge)
+    # Subcommands that live beside the code they drive.
+    from . import clip_train, token_cache, vq_train
+    from .training import stages
+    vq_train.add_parser(sub)          # train-vq
+    token_cache.add_parser(sub)       # extract
+    clip_train.add_parser(sub)        # train-clip
+    stages.add_parser(sub)            # train
     return p
 
 
