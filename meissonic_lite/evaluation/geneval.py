@@ -3,10 +3,10 @@
 GenEval (Ghosh et al., 2023) asks an object detector whether an image shows
 what its prompt says: single object, two objects, counting, colours,
 position and colour attribution. We keep its categories, its prompt
-phrasing ("a photo of ...") and its per-category counts (553 prompts; 505 here, as we have
-only 32 kinds for GenEval's 80 single-object classes), and
-use the judge as the detector. Training captions never use this phrasing,
-so no held-out prompt is ever seen in training.
+phrasing ("a photo of ...") and its per-category counts (553 prompts;
+505 here, as we have only 32 kinds for GenEval's 80 single-object
+classes), and use the judge as the detector. Training captions never
+use this phrasing, so no held-out prompt is ever seen in training.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from ..world import vocab
 from ..world.scene import Group, Scene, make_scene, relation_holds
 from .judge import Detection, count, detect
 
-# GenEval has 80 single-object prompts (one per COCO class); we have 32
-# kinds, so one prompt per kind: 505 prompts in all.
-CATEGORIES = {"single_object": len(vocab.KINDS), "two_object": 99, "counting": 80,
-              "colors": 94, "position": 100, "color_attr": 100}
+# GenEval has 80 single-object prompts (one per COCO class); we have
+# 32 kinds, so one prompt per kind: 505 prompts in all.
+CATEGORIES = {"single_object": len(vocab.KINDS), "two_object": 99,
+              "counting": 80, "colors": 94, "position": 100,
+              "color_attr": 100}
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 PROMPT_FILE = "geneval_lite.jsonl"
 

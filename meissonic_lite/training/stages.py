@@ -141,7 +141,7 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         "data": data.meta, "steps": trainer.step,
         "wall_time_s": round(wall, 1),
         "final_metrics": {"train_loss_last20": (
-            sum(l["loss"] for l in last) / len(last) if last else None)},
+            sum(x["loss"] for x in last) / len(last) if last else None)},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
