@@ -29,8 +29,14 @@ class Dropped(NamedTuple):
 
 def cfg_dropout(states: torch.Tensor, pooled: torch.Tensor,
                 null_states: torch.Tensor, null_pooled: torch.Tensor,
-                p: float, generator: torch.Generator | None) -> Dropped:
-    """Replace each sample's (states, pooled) by the null ones with prob p."""
+                p: float, generator: torch.Generator | None,
+                global_batch: int | None = None,
+                rows: slice = slice(None)) -> Dropped:
+    """Replace each sample's (states, pooled) by the null ones with prob p.
+
+    The draws are made for `global_batch` samples and `rows` kept, so data-
+    parallel processes drop exactly what one process would.
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"cfg dropout probability must be in [0, 1], "
                          f"got {p}")
@@ -38,7 +44,8 @@ def cfg_dropout(states: torch.Tensor, pooled: torch.Tensor,
     if pooled.shape[0] != b:
         raise ValueError(f"states batch {b} != pooled batch "
                          f"{pooled.shape[0]}")
-    drop = torch.rand(b, generator=generator) < p            # (B,) cpu
+    gb = b if global_batch is None else global_batch
+    drop = torch.rand(gb, generator=generator)[rows] < p      # (B,) cpu
     d = drop.to(states.device)
     states = torch.where(d[:, None, None], null_states.expand_as(states),
                          states)
@@ -82,16 +89,10 @@ def prepare_batch(tokens: torch.Tensor, states: torch.Tensor,
                          f"but {b} token grids were given")
     inp = torch.where(mask, torch.full_like(tokens, mask_id), tokens)
     labels = torch.where(mask, tokens, torch.full_like(tokens, -100))
-    null_s, null_p = null
-    drop = torch.rand(gb, generator=generator)[rows] < cfg_p
-    if not 0.0 <= cfg_p <= 1.0:
-        raise ValueError(f"cfg dropout probability must be in [0, 1], "
-                         f"got {cfg_p}")
-    d = drop.to(states.device)
-    states = torch.where(d[:, None, None], null_s.expand_as(states), states)
-    pooled = torch.where(d[:, None], null_p.expand_as(pooled), pooled)
-    return Batch(inp, labels, m.level[rows].to(tokens.device), states,
-                 pooled, micro_conds, drop, int(m.mask.sum()))
+    d = cfg_dropout(states, pooled, null[0], null[1], cfg_p, generator,
+                    gb, rows)
+    return Batch(inp, labels, m.level[rows].to(tokens.device), d.states,
+                 d.pooled, micro_conds, d.dropped, int(m.mask.sum()))
 
 
 def masked_ce(logits: torch.Tensor, labels: torch.Tensor,

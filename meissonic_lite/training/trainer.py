@@ -118,8 +118,7 @@ class Trainer:
         if cfg.batch_size % self.world:
             raise ValueError(f"global batch {cfg.batch_size} must divide "
                              f"by the {self.world} processes")
-        self.model = model.to(self.device)
-        self.raw = model
+        self.raw = model.to(self.device)
         self.ddp = dist.wrap(model, self.device)
         groups = param_groups(model, cfg.weight_decay)
         if extra_params:       # e.g. the text encoder in stage 4

@@ -67,24 +67,15 @@ def relation_holds(rel: str, a: tuple[float, float],
                    b: tuple[float, float], min_offset: float = 0.0,
                    dominance: float = 1.0) -> bool:
     """True if point a is `rel` point b: the offset along the relation's
-    axis is at least `dominance` times the other one."""
+    axis exceeds `min_offset` and is over `dominance` times the other."""
+    if rel not in vocab.RELATIONS:
+        raise ValueError(f"unknown relation {rel!r}; allowed: "
+                         f"{', '.join(vocab.RELATIONS)}")
     dx, dy = b[0] - a[0], b[1] - a[1]
-    if rel in ("left of", "right of"):
-        horizontal = abs(dx) > dominance * abs(dy)
-    elif rel in ("above", "below"):
-        horizontal = not abs(dy) > dominance * abs(dx)
-    else:
-        horizontal = False
-    if rel == "left of":
-        return horizontal and dx > min_offset
-    if rel == "right of":
-        return horizontal and -dx > min_offset
-    if rel == "above":
-        return not horizontal and dy > min_offset
-    if rel == "below":
-        return not horizontal and -dy > min_offset
-    raise ValueError(f"unknown relation {rel!r}; allowed: "
-                     f"{', '.join(vocab.RELATIONS)}")
+    main, other = (dx, dy) if rel in ("left of", "right of") else (dy, dx)
+    if rel in ("right of", "below"):
+        main = -main
+    return abs(main) > dominance * abs(other) and main > min_offset
 
 
 def _separated(p, s, q, t) -> bool:
