@@ -3,8 +3,8 @@
 Measures how many images per second the transformer trains (forward,
 masked-token cross-entropy as in MUSE / Meissonic, backward, AdamW step,
 bf16 autocast) and infers (one forward, as one MaskGIT decoding step) at
-the book's stage shapes. Prints numbers; asserts nothing. Later issues add
-subcommands (e.g. `generate`).
+the book's stage shapes. Prints numbers; asserts nothing. `generate`
+(latency, memory, masked vs autoregressive) lives in `bench_generate`.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
     t.set_defaults(func=_cmd_transformer)
+    from . import bench_generate
+    bench_generate.add_parser(sub)     # generate: latency, memory, AR
     args = p.parse_args(argv)
     args.func(args)
 

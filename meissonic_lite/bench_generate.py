@@ -1,0 +1,463 @@
+"""Generation benchmarks: `python -m meissonic_lite.bench generate`.
+
+Four measurements, each a function returning plain dicts (chapter 7
+tabulates them; the command prints them and asserts nothing):
+
+* `time_image`: one pipeline call end to end, split into text encoding,
+  the decoding loop (with per-step latencies) and VQ decoding;
+* `bench_batch_grid`: per-step and whole-batch time vs batch size at each
+  token grid (the paper's Table 5);
+* `peak_memory`: peak memory vs batch size (the paper's Figure 5): CUDA's
+  `max_memory_allocated`, or on CPU the peak RSS of a fresh subprocess
+  per batch size (Linux VmHWM, reset after loading and a warm-up);
+* `bench_ar_vs_masked`: masked decoding of a token grid vs autoregressive
+  decoding of the same grid by an equal-size causal transformer with a
+  KV cache (`ar_baseline`): forward passes and wall time (the paper's
+  "99% fewer decoding steps").
+
+Timing does not depend on the weights, so `load_pipeline(random_weights=
+True)` gives the same speeds before the shipped transformer exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .pipeline import MeissonicLitePipeline
+from .utils import pick_device
+
+PROMPT = "two red circles above a blue square"
+
+
+# --------------------------------------------------------------- models
+def random_transformer(preset: str, vq, text_encoder, compress: bool = True):
+    """A randomly initialised transformer of `preset`, sized to the VQ and
+    text encoder (as `training.stages.model_config` does)."""
+    from .transformer import MeissonicTransformer, TransformerConfig
+    n = vq.config.num_codes
+    cfg = TransformerConfig.preset(
+        preset, codebook_size=n, vocab_size=n + 1,
+        text_dim=text_encoder.hidden_dim,
+        pooled_dim=text_encoder.pooled_dim, compress=compress)
+    return MeissonicTransformer(cfg)
+
+
+def load_pipeline(random_weights: bool = False, preset: str = "lite",
+                  device: str = "auto", **paths) -> MeissonicLitePipeline:
+    """The shipped pipeline, or shipped VQ + text encoder with a random
+    `preset` transformer (compressed, as stages 3-4 ship it)."""
+    if not random_weights:
+        return MeissonicLitePipeline.from_pretrained(device, **paths)
+    from . import text, vq
+    v = vq.from_pretrained(paths.get("vq_path"))
+    te = text.from_pretrained(paths.get("text_encoder_path"))
+    torch.manual_seed(0)
+    return MeissonicLitePipeline(v, te, random_transformer(preset, v, te),
+                                 device)
+
+
+def with_compress(pipe: MeissonicLitePipeline, compress: bool
+                  ) -> tuple[MeissonicLitePipeline, str]:
+    """`pipe`, or a copy whose transformer has random weights and the other
+    compression setting (same width/depth); plus a label saying which."""
+    if pipe.transformer.config.compress == compress:
+        return pipe, "as loaded"
+    from .transformer import MeissonicTransformer
+    torch.manual_seed(0)
+    tr = MeissonicTransformer(replace(pipe.transformer.config,
+                                      compress=compress))
+    label = "random init, " + ("compressed" if compress else "no compression")
+    return MeissonicLitePipeline(pipe.vq, pipe.text_encoder, tr,
+                                 pipe.device), label
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------- a. one image
+@contextlib.contextmanager
+def _timed(pipe: MeissonicLitePipeline, log: dict):
+    """Time text encoding and VQ decoding of `pipe` (outermost calls only)
+    by shadowing the methods on the instances; restored on exit."""
+    depth = {"text": 0, "vq": 0}
+    targets = [(pipe.text_encoder, "encode", "text"),
+               (pipe.text_encoder, "null", "text"), (pipe.vq, "decode", "vq")]
+
+    def wrap(fn, key):
+        def timed(*a, **k):
+            depth[key] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                depth[key] -= 1
+                _sync(pipe.device)
+                now = time.perf_counter()
+                if depth[key] == 0:
+                    log[key] = log.get(key, 0.0) + now - t
+                    log[key + "_end"] = now
+        return timed
+
+    for obj, name, key in targets:
+        setattr(obj, name, wrap(getattr(obj, name), key))
+    try:
+        yield log
+    finally:
+        for obj, name, _ in targets:
+            delattr(obj, name)
+
+
+def _one_run(pipe, batch, steps, h, w, guidance, seed) -> dict:
+    log: dict = {}
+    ticks: list[float] = []
+
+    def cb(i, tokens, conf):
+        _sync(pipe.device)
+        ticks.append(time.perf_counter())
+
+    with _timed(pipe, log):
+        t0 = time.perf_counter()
+        pipe(PROMPT, num_inference_steps=steps, guidance_scale=guidance,
+             height=h, width=w, num_images_per_prompt=batch,
+             generator=torch.Generator().manual_seed(seed), callback=cb)
+        total = time.perf_counter() - t0
+    loop = ticks[-1] - log["text_end"]
+    steps_s = [b - a for a, b in zip([log["text_end"]] + ticks, ticks)]
+    return {"total_s": total, "text_s": log["text"], "loop_s": loop,
+            "vq_s": log["vq"],
+            "other_s": total - log["text"] - loop - log["vq"],
+            "step_s": steps_s, "per_step_s": loop / len(ticks)}
+
+
+def time_image(pipe: MeissonicLitePipeline, batch: int = 1, steps: int = 16,
+               size: int | tuple[int, int] = 128, guidance: float = 4.0,
+               repeats: int = 3, seed: int = 0) -> dict:
+    """Seconds for one pipeline call (batch images), end to end, with its
+    breakdown; best of `repeats` after a 1-step warm-up."""
+    h, w = (size, size) if isinstance(size, int) else size
+    _one_run(pipe, batch, 1, h, w, guidance, seed)          # warm-up
+    runs = [_one_run(pipe, batch, steps, h, w, guidance, seed)
+            for _ in range(max(1, repeats))]
+    best = min(runs, key=lambda r: r["total_s"])
+    f = pipe.vq.config.factor
+    return {"batch": batch, "steps": steps, "height": h, "width": w,
+            "grid": (h // f, w // f), "guidance": guidance,
+            "repeats": len(runs), **best}
+
+
+# -------------------------------------------- b. batch x grid (Table 5)
+def bench_batch_grid(pipe: MeissonicLitePipeline,
+                     batches: tuple[int, ...] = (1, 2, 4, 8),
+                     grids: tuple[int, ...] = (8, 16, 32), steps: int = 16,
+                     compress_from: int = 32, repeats: int = 2,
+                     guidance: float = 4.0) -> list[dict]:
+    """Per-step latency and whole-batch time for each (grid, batch).
+
+    Grids below `compress_from` tokens a side use a transformer without
+    feature compression (as stages 1-2 train them), the others a
+    compressed one (stages 3-4); where the loaded model's setting differs
+    a random-weight model of the same width and depth stands in (speed
+    does not depend on the weights), and the row's `model` says so.
+    """
+    rows = []
+    f = pipe.vq.config.factor
+    for g in grids:
+        p, label = with_compress(pipe, g >= compress_from)
+        for b in batches:
+            r = time_image(p, b, steps, g * f, guidance, repeats)
+            rows.append({"grid": g, "size_px": g * f, "batch": b,
+                         "compress": p.transformer.config.compress,
+                         "model": label, "per_step_s": r["per_step_s"],
+                         "image_s": r["total_s"], "text_s": r["text_s"],
+                         "loop_s": r["loop_s"], "vq_s": r["vq_s"],
+                         "img_per_s": b / r["total_s"]})
+    return rows
+
+
+# ---------------------------------------------- c. memory (Figure 5)
+def _proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024            # kB -> MiB
+    raise KeyError(field)
+
+
+def _measure_memory(pipe, batch, size, steps) -> dict:
+    """Peak memory of one generation in this process (after warm-up)."""
+    run = {"num_inference_steps": steps, "height": size, "width": size}
+    pipe(PROMPT, **{**run, "num_inference_steps": 1})     # warm-up
+    gc.collect()
+    if pipe.device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(pipe.device)
+        base = torch.cuda.memory_allocated(pipe.device) / 2**20
+        pipe(PROMPT, num_images_per_prompt=batch, **run)
+        peak = torch.cuda.max_memory_allocated(pipe.device) / 2**20
+        method = "torch.cuda.max_memory_allocated"
+    else:
+        try:                       # reset the RSS high-water mark (Linux)
+            Path("/proc/self/clear_refs").write_text("5")
+            base = _proc_status_mb("VmRSS")
+            method = "peak RSS (VmHWM) of a fresh process, reset after load"
+        except OSError:
+            import resource
+            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            method = "ru_maxrss of a fresh process (includes load peak)"
+        pipe(PROMPT, num_images_per_prompt=batch, **run)
+        try:
+            peak = _proc_status_mb("VmHWM")
+        except (OSError, KeyError):
+            import resource
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"batch": batch, "size_px": size, "baseline_mb": base,
+            "peak_mb": peak, "delta_mb": peak - base, "method": method}
+
+
+def _memory_child(spec: str) -> None:
+    """Subprocess entry: load, measure one batch size, print JSON."""
+    s = json.loads(spec)
+    torch.set_num_threads(s["threads"]) if s["threads"] else None
+    pipe = load_pipeline(**s["load"])
+    print(json.dumps(_measure_memory(pipe, s["batch"], s["size"],
+                                     s["steps"])))
+
+
+def peak_memory(batches: tuple[int, ...] = (1, 2, 4, 8), size: int = 128,
+                steps: int = 2, random_weights: bool = False,
+                preset: str = "lite", device: str = "auto",
+                **paths) -> list[dict]:
+    """Peak memory vs batch size (`steps` decoding steps; the per-step
+    peak does not grow with the number of steps). On CUDA it is measured
+    in this process; on CPU in a fresh subprocess per batch size, so one
+    batch's allocations cannot hide another's. `baseline_mb` is the
+    memory after loading and a warm-up, `peak_mb` the high-water mark."""
+    load = dict(random_weights=random_weights, preset=preset,
+                device=device, **paths)
+    if pick_device(device).type == "cuda":
+        pipe = load_pipeline(**load)
+        return [_measure_memory(pipe, b, size, steps) for b in batches]
+    rows = []
+    for b in batches:
+        spec = json.dumps({"load": load, "batch": b, "size": size,
+                           "steps": steps,
+                           "threads": torch.get_num_threads()})
+        code = ("from meissonic_lite.bench_generate import _memory_child; "
+                f"_memory_child({spec!r})")
+        out = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+# --------------------------------------------- d. masked vs autoregressive
+def _best_seconds(fn, repeats: int, device: torch.device) -> float:
+    """Best wall time of `repeats` calls of fn (robust on a shared CPU)."""
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class _PassCounter:
+    """Counts forward calls and the (batch x sequence) positions they
+    process, through a forward hook; `positions` maps inputs to that."""
+
+    def __init__(self, model, positions):
+        self.passes, self.positions = 0, 0
+        self._positions = positions
+        self._h = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.passes += 1
+        self.positions += self._positions(args)
+
+    def remove(self) -> None:
+        self._h.remove()
+
+
+def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
+                       guidance: float = 4.0, text_len: int = 77,
+                       ar_tokens: int | None = None, repeats: int = 1,
+                       seed: int = 0) -> dict:
+    """Decode one grid x grid canvas (batch 1, CFG) by masked parallel
+    decoding with `transformer` and by an equal-size causal transformer
+    with a KV cache; forward passes, positions processed, wall time.
+
+    Text encoding and VQ decoding are the same for both and left out.
+    `ar_tokens` < grid**2 times only that many AR tokens and extrapolates
+    linearly (flagged `extrapolated`; attention over a longer cache makes
+    the true time somewhat larger). Times are the best of `repeats`.
+    """
+    from .ar_baseline import ARConfig, CausalImageTransformer
+    from .sampling import SamplerConfig, decode
+    cfg = transformer.config
+    dev = next(transformer.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    cond = (torch.randn(1, text_len, cfg.text_dim, generator=g).to(dev),
+            torch.randn(1, cfg.pooled_dim, generator=g).to(dev))
+    uncond = (torch.zeros_like(cond[0]), torch.zeros_like(cond[1]))
+    size = grid * 4                      # micro-condition only (f = 4)
+    micro = torch.tensor([[size, size, 0, 0, 9.0]], device=dev)
+    n = grid * grid
+    shrink = 4 if cfg.compress else 1
+
+    def masked_pos(args):
+        tok, text = args[0], args[1]
+        return tok.shape[0] * (tok[0].numel() // shrink + text.shape[1])
+
+    sc = SamplerConfig(steps, guidance)
+    decode(transformer, cond, uncond, micro, (grid, grid),
+           replace(sc, steps=1), torch.Generator().manual_seed(seed))
+    def run_masked():
+        decode(transformer, cond, uncond, micro, (grid, grid), sc,
+               torch.Generator().manual_seed(seed))
+
+    count = _PassCounter(transformer, masked_pos)
+    run_masked()                                  # counted, not timed
+    count.remove()
+    t_masked = _best_seconds(run_masked, repeats, dev)
+    masked = {"forward_passes": count.passes, "positions": count.positions,
+              "seconds": t_masked, "params": transformer.num_params()}
+
+    torch.manual_seed(seed)
+    ar = CausalImageTransformer(ARConfig.like(cfg, n, text_len)).to(dev)
+    ar.eval()
+    k = n if ar_tokens is None else max(1, min(ar_tokens, n))
+    ar.generate(cond[0], 2, uncond[0], guidance,
+                torch.Generator().manual_seed(seed))        # warm-up
+    def run_ar():
+        ar.generate(cond[0], k, uncond[0], guidance,
+                    torch.Generator().manual_seed(seed))
+
+    count = _PassCounter(ar, lambda a: a[0].shape[0] * a[0].shape[1])
+    run_ar()                                      # counted, not timed
+    count.remove()
+    t_ar = _best_seconds(run_ar, repeats, dev)
+    ar_row = {"forward_passes": count.passes * n // k if k < n
+              else count.passes, "positions": count.positions * n // k,
+              "seconds": t_ar * n / k, "params":
+              sum(p.numel() for p in ar.parameters()),
+              "extrapolated": k < n, "tokens_timed": k}
+    return {"grid": grid, "tokens": n, "steps": steps, "guidance": guidance,
+            "masked": masked, "ar": ar_row,
+            "fewer_passes_pct": 100 * (1 - masked["forward_passes"]
+                                       / ar_row["forward_passes"]),
+            "wall_time_ratio_ar_over_masked": ar_row["seconds"] / t_masked}
+
+
+# ------------------------------------------------------------ printing
+def _cmd_generate(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick
+    batches = (1, 2) if quick else tuple(int(b) for b in
+                                         args.batches.split(","))
+    grids = tuple(int(g) for g in args.grids.split(","))
+    repeats = 1 if quick else args.repeats
+    parts = set(args.only.split(",")) if args.only else \
+        {"image", "table", "memory", "ar"}
+    pipe = load_pipeline(args.random_weights, args.preset, args.device)
+    c = pipe.transformer.config
+    what = (f"random-init {args.preset} preset" if args.random_weights
+            else "shipped weights")
+    print(f"transformer: {what}, width {c.dim}, {c.num_dual} dual + "
+          f"{c.num_single} single blocks, compress {c.compress}, "
+          f"{pipe.transformer.num_params() / 1e6:.2f} M params; device "
+          f"{pipe.device}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}; best of {repeats} run(s)")
+    if "image" in parts:
+        r = time_image(pipe, 1, args.steps, args.size, repeats=repeats)
+        print(f"\n[a] one {args.size}x{args.size} image, batch 1, "
+              f"{args.steps} steps, CFG {r['guidance']}: {r['total_s']:.3f}"
+              f" s end to end (issue bar: <= 2 s on 2 cores)")
+        print(f"    text {r['text_s']:.3f} s | decode loop {r['loop_s']:.3f}"
+              f" s ({r['per_step_s'] * 1e3:.1f} ms/step; first "
+              f"{r['step_s'][0] * 1e3:.1f}, last {r['step_s'][-1] * 1e3:.1f})"
+              f" | VQ decode {r['vq_s']:.3f} s | other {r['other_s']:.3f} s")
+    if "table" in parts:
+        rows = bench_batch_grid(pipe, batches, grids, args.steps,
+                                repeats=repeats)
+        print(f"\n[b] per-step latency, s (whole batch, {args.steps} steps, "
+              "end to end, s) -- the paper's Table 5")
+        print("grid    px  compress" +
+              "".join(f"  batch {b:<9d}" for b in batches) + "  model")
+        for g in grids:
+            rs = [r for r in rows if r["grid"] == g]
+            cells = "".join(f"  {r['per_step_s']:.3f} ({r['image_s']:6.2f})"
+                            for r in rs)
+            print(f"{g:2d}x{g:<2d} {rs[0]['size_px']:4d}  "
+                  f"{'yes' if rs[0]['compress'] else 'no':8s}{cells}  "
+                  f"{rs[0]['model']}")
+    if "memory" in parts:
+        mb = batches if quick else (1, 2, 4, 8)
+        rows = peak_memory(mb, args.size, 2, args.random_weights,
+                           args.preset, args.device)
+        print(f"\n[c] peak memory vs batch at {args.size}x{args.size} -- "
+              f"the paper's Figure 5; {rows[0]['method']}")
+        for r in rows:
+            print(f"    batch {r['batch']}: peak {r['peak_mb']:.0f} MiB, "
+                  f"+{r['delta_mb']:.0f} MiB over the loaded baseline "
+                  f"{r['baseline_mb']:.0f} MiB")
+    if "ar" in parts:
+        g = args.size // pipe.vq.config.factor
+        r = bench_ar_vs_masked(pipe.transformer, g, args.steps,
+                               ar_tokens=args.ar_tokens, repeats=repeats)
+        m, a = r["masked"], r["ar"]
+        ext = f" (extrapolated from {a['tokens_timed']} tokens)" \
+            if a["extrapolated"] else ""
+        print(f"\n[d] decoding a {g}x{g} grid ({r['tokens']} tokens), batch"
+              f" 1, CFG {r['guidance']} (text encoding and VQ decoding "
+              "excluded)")
+        print(f"    masked, {args.steps} steps: {m['forward_passes']} "
+              f"forward passes, {m['positions']} positions, "
+              f"{m['seconds']:.3f} s ({m['params'] / 1e6:.2f} M params)")
+        print(f"    autoregressive + KV cache: {a['forward_passes']} forward "
+              f"passes, {a['positions']} positions, {a['seconds']:.3f} s"
+              f"{ext} ({a['params'] / 1e6:.2f} M params, same width/heads/"
+              "depth)")
+        print(f"    masked decoding needs {r['fewer_passes_pct']:.1f}% fewer "
+              f"forward passes; AR takes "
+              f"{r['wall_time_ratio_ar_over_masked']:.2f}x the wall time")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the `generate` benchmark on a bench subparser set."""
+    p = sub.add_parser(
+        "generate", help="latency, memory, masked vs autoregressive",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--random-weights", action="store_true",
+                   help="random-init transformer instead of the shipped one"
+                   " (same speed; works before the model exists)")
+    p.add_argument("--preset", default="lite",
+                   help="transformer preset with --random-weights")
+    p.add_argument("--quick", action="store_true",
+                   help="batches 1-2, one repeat")
+    p.add_argument("--only", default="",
+                   help="comma list of parts: image,table,memory,ar")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--size", type=int, default=128, help="px, part a/c/d")
+    p.add_argument("--batches", default="1,2,4,8")
+    p.add_argument("--grids", default="8,16,32", help="token grid sides")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ar-tokens", type=int, default=None,
+                   help="time only this many AR tokens and extrapolate")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_cmd_generate)
+    return p
