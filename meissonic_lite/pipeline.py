@@ -33,18 +33,13 @@ class MeissonicLitePipeline:
         self.transformer = transformer.to(self.device).eval()
 
     @classmethod
-    def from_pretrained(cls, device: str | torch.device = "auto", *,
-                        transformer_path: str | None = None,
-                        vq_path: str | None = None,
-                        text_encoder_path: str | None = None
+    def from_pretrained(cls, device: str | torch.device = "auto"
                         ) -> MeissonicLitePipeline:
-        """Load the shipped VQ, text encoder and transformer (offline);
-        a `*_path` loads that file instead of the shipped one."""
+        """Load the shipped VQ, text encoder and transformer (offline)."""
         from . import text, vq
         from .pretrained import load_transformer
-        return cls(vq.from_pretrained(vq_path),
-                   text.from_pretrained(text_encoder_path),
-                   load_transformer(transformer_path), device)
+        return cls(vq.from_pretrained(), text.from_pretrained(),
+                   load_transformer(), device)
 
     @property
     def multiple(self) -> int:
@@ -86,6 +81,22 @@ class MeissonicLitePipeline:
         return list(prompts), negative
 
     @torch.no_grad()
+    def conditions(self, prompts: list[str], negative: list[str] | None,
+                   height: int, width: int, aesthetic_score: float = 9.0):
+        """(cond, uncond, micro_conds) for the sampler, one row per prompt.
+
+        Text-to-image and editing (`editing.py`) share it, so an edit is
+        conditioned exactly as a generation of the same size would be."""
+        cond = self.text_encoder.encode(prompts)
+        b = len(prompts)
+        uncond = (self.text_encoder.null(b) if negative is None
+                  else self.text_encoder.encode(negative))
+        micro = torch.tensor([[width, height, 0, 0, aesthetic_score]],
+                             dtype=torch.float32,
+                             device=self.device).expand(b, -1)
+        return cond, uncond, micro
+
+    @torch.no_grad()
     def __call__(self, prompt: str | list[str],
                  negative_prompt: str | list[str] | None = None,
                  num_inference_steps: int = 16,
@@ -107,16 +118,11 @@ class MeissonicLitePipeline:
         if output_type not in ("pil", "pt"):
             raise ValueError("output_type must be 'pil' or 'pt'")
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        cond = self.text_encoder.encode(prompts)
-        b = len(prompts)
-        if negative is None:
-            uncond = self.text_encoder.null(b)
-        else:
-            neg = [p for p in negative for _ in range(num_images_per_prompt)]
-            uncond = self.text_encoder.encode(neg)
-        micro = torch.tensor([[width, height, 0, 0, aesthetic_score]],
-                             dtype=torch.float32,
-                             device=self.device).expand(b, -1)
+        if negative is not None:
+            negative = [p for p in negative
+                        for _ in range(num_images_per_prompt)]
+        cond, uncond, micro = self.conditions(prompts, negative, height,
+                                              width, aesthetic_score)
         f = self.vq.config.factor
         cfg = SamplerConfig(num_inference_steps, guidance_scale, schedule,
                             temperature)
