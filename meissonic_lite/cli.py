@@ -57,13 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--seed", type=int, default=1)
     j.set_defaults(func=cmd_judge)
     # Subcommands that live beside the code they drive.
-    from . import clip_train, editing_cli, token_cache, vq_train
+    from . import clip_train, editing_cli, generate_cli, token_cache, vq_train
     from .training import stages
     vq_train.add_parser(sub)          # train-vq
     token_cache.add_parser(sub)       # extract
     clip_train.add_parser(sub)        # train-clip
     stages.add_parser(sub)            # train
     editing_cli.add_parser(sub)       # edit
+    generate_cli.add_parser(sub)      # generate
     return p
 
 

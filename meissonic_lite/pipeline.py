@@ -33,13 +33,18 @@ class MeissonicLitePipeline:
         self.transformer = transformer.to(self.device).eval()
 
     @classmethod
-    def from_pretrained(cls, device: str | torch.device = "auto"
+    def from_pretrained(cls, device: str | torch.device = "auto", *,
+                        transformer_path: str | None = None,
+                        vq_path: str | None = None,
+                        text_encoder_path: str | None = None
                         ) -> MeissonicLitePipeline:
-        """Load the shipped VQ, text encoder and transformer (offline)."""
+        """Load the shipped VQ, text encoder and transformer (offline);
+        a `*_path` loads that file instead of the shipped one."""
         from . import text, vq
         from .pretrained import load_transformer
-        return cls(vq.from_pretrained(), text.from_pretrained(),
-                   load_transformer(), device)
+        return cls(vq.from_pretrained(vq_path),
+                   text.from_pretrained(text_encoder_path),
+                   load_transformer(transformer_path), device)
 
     @property
     def multiple(self) -> int:
