@@ -29,7 +29,7 @@ from .utils import atomic_write_bytes, autocast
 from .vq import VQModel, from_pretrained
 from .world.dataset import make_example
 
-FORMAT = 1
+FORMAT = 2
 STAGE_GRID = {1: 8, 2: 16, 3: 32, 4: 32}    # token grid side per stage
 PACKAGE_DIR = Path(__file__).resolve().parent
 REBUILD = "meissonic-lite extract --stage {stage} --out {out}"
@@ -78,6 +78,7 @@ def extract(out: str | os.PathLike, stage: int = 1, n: int = 20000,
     meta = {"format": FORMAT, "stage": stage, "grid": grid, "size": size,
             "count": n, "world_seed": seed, "caption_style": caption_style,
             "p_clean": p_clean, "degrade": degrade,
+            "tokenizer_sha256": vq.tokenizer_sha256,
             "vq_sha256": vq.weights_sha256, "vq_config": vq.config.to_dict(),
             "bf16": bf16, "wall_time_s": round(wall, 1),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -106,7 +107,7 @@ class TokenCache(torch.utils.data.Dataset):
     "micro_conds": (5,)}, the format stage training reads."""
 
     def __init__(self, path: str | os.PathLike,
-                 vq_sha256: str | None = None):
+                 tokenizer_sha256: str | None = None):
         self.path = path = Path(path)
         hint = (f"rebuild it with: "
                 f"{REBUILD.format(stage='N', out=path)}")
@@ -137,10 +138,11 @@ class TokenCache(torch.utils.data.Dataset):
                 f"{tuple(self.tokens.shape)}, micro_conds "
                 f"{tuple(self.micro_conds.shape)}, {len(self.captions)} "
                 f"captions, meta says count={n}, grid={g}; " + hint)
-        if vq_sha256 is not None and meta.get("vq_sha256") != vq_sha256:
+        made_by = meta.get("tokenizer_sha256")
+        if tokenizer_sha256 is not None and made_by != tokenizer_sha256:
             raise ValueError(
-                f"token cache {path} was made with other VQ weights "
-                f"({meta.get('vq_sha256')}), expected {vq_sha256}; "
+                f"token cache {path} was made by another VQ encoder/codebook "
+                f"({made_by}), expected {tokenizer_sha256}; "
                 + hint)
 
     def __len__(self) -> int:
@@ -154,8 +156,8 @@ class TokenCache(torch.utils.data.Dataset):
 
 def load_cache(path: str | os.PathLike,
                vq: VQModel | None = None) -> TokenCache:
-    """Open a cache; with `vq`, also check it was made by those weights."""
-    return TokenCache(path, vq.weights_sha256 if vq is not None else None)
+    """Open a cache; with `vq`, also check its encoder made the tokens."""
+    return TokenCache(path, vq.tokenizer_sha256 if vq is not None else None)
 
 
 def cmd_extract(args: argparse.Namespace) -> None:

@@ -162,6 +162,21 @@ class VQModel(nn.Module):
         """decode(encode(images)): what the generator can reproduce."""
         return self.decode(self.encode(images))
 
+    @property
+    def tokenizer_sha256(self) -> str:
+        """Hex SHA-256 of the encoder + codebook: what decides the tokens.
+
+        Token caches are tied to this, not to the whole file, so a decoder
+        fine-tune (sharper pictures, same tokens) keeps caches and trained
+        transformers valid."""
+        h = hashlib.sha256()
+        sd = self.state_dict()
+        for k in sorted(sd):
+            if k.startswith(("encoder.", "quantizer.codebook")):
+                h.update(k.encode())
+                h.update(sd[k].detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
+
     def num_params(self) -> int:
         """Parameters plus the codebook (a buffer, trained by EMA)."""
         return (sum(p.numel() for p in self.parameters())

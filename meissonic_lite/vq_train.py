@@ -187,18 +187,49 @@ def _command(args: dict | None = None) -> str:
     return " ".join(parts)
 
 
+def edge_l1(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical pixel differences: punishes
+    rounded corners and soft edges, which MSE forgives."""
+    def grads(t):
+        return t[..., :, 1:] - t[..., :, :-1], t[..., 1:, :] - t[..., :-1, :]
+    (rx, ry), (xx, xy) = grads(rec), grads(x)
+    return (rx - xx).abs().mean() + (ry - xy).abs().mean()
+
+
+def decoder_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Fine-tune loss: MSE + L1 (flat colours: L1's optimum is the median,
+    not a blend) + edge L1 (sharp corners)."""
+    return (F.mse_loss(rec, x) + (rec - x).abs().mean()
+            + edge_l1(rec, x))
+
+
+def frozen_tokens_forward(model: VQModel, x: torch.Tensor) -> torch.Tensor:
+    """Decoder fine-tune pass: tokens from the frozen encoder + codebook
+    (so every token cache stays valid), gradients only in the decoder."""
+    with torch.no_grad():
+        zq = model.quantizer.embed(model.encode(x))
+    return (model.decoder(zq) + 1) / 2
+
+
 def train(args: argparse.Namespace) -> VQModel:
     """Train (or resume) a VQ model as `args` says; return it."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    cfg = VQConfig(factor=args.factor, num_codes=args.num_codes,
-                   code_dim=args.code_dim,
-                   channels=tuple(int(c) for c in args.channels.split(",")))
-    model = VQModel(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr,
-                           betas=(0.9, 0.99))
+    finetune = bool(args.finetune_decoder)
+    if finetune:                  # start from shipped weights, decoder only
+        model = from_pretrained(args.finetune_decoder)
+        cfg = model.config
+        model.encoder.requires_grad_(False)
+        params = list(model.decoder.parameters())
+    else:
+        cfg = VQConfig(factor=args.factor, num_codes=args.num_codes,
+                       code_dim=args.code_dim, channels=tuple(
+                           int(c) for c in args.channels.split(",")))
+        model = VQModel(cfg)
+        params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(args.seed)
     step, wall, history = 0, 0.0, []
     ckpt = out / "ckpt.pt"
@@ -209,7 +240,14 @@ def train(args: argparse.Namespace) -> VQModel:
         gen.set_state(st["gen"])
         step, wall = st["step"], st["wall"]
         history = st.get("history") or [_command(st["args"])]
+        model.base_manifest = st.get("base")
         print(f"resumed from {ckpt} at step {step}")
+    elif finetune:                   # the base model's own recipe first
+        man = Path(args.finetune_decoder).with_suffix(".json")
+        if man.is_file():
+            base = json.loads(man.read_text())
+            history = [base["command"]]
+            model.base_manifest = base
     history.append(_command())
     pool_path = out / "pool.pt"
     sizes = ladder(cfg.factor)
@@ -224,15 +262,25 @@ def train(args: argparse.Namespace) -> VQModel:
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 (closed below)
     bar = tqdm(total=args.steps, initial=step, desc="train-vq")
     model.train()
+    if finetune:
+        model.encoder.eval()
+        model.quantizer.eval()            # no EMA updates: codes frozen
     while step < args.steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = _lr(step, args.steps, args.lr)
         x = sample_crops(pools, args.batch, crop, gen)
         with autocast(torch.device("cpu"), args.bf16):
-            rec, idx, vq_loss = model(x, gen)
+            if finetune:
+                rec = frozen_tokens_forward(model, x)
+            else:
+                rec, idx, vq_loss = model(x, gen)
         mse = F.mse_loss(rec.float(), x)
-        loss = mse + vq_loss
+        if finetune:
+            idx = model.encode(x)
+            loss = decoder_loss(rec.float(), x)
+        else:
+            loss = mse + vq_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -252,7 +300,9 @@ def train(args: argparse.Namespace) -> VQModel:
                 model.eval()
                 rec_["val_psnr"] = round(float(-10 * torch.log10(
                     (reconstruct(model, val) - val).pow(2).mean())), 3)
-                model.train()
+                model.decoder.train(True)
+                if not finetune:
+                    model.train()
             log.write(json.dumps(rec_) + "\n")
             log.flush()
             bar.set_postfix(psnr=rec_["psnr_batch"],
@@ -262,6 +312,7 @@ def train(args: argparse.Namespace) -> VQModel:
                               "opt": opt.state_dict(),
                               "gen": gen.get_state(), "step": step,
                               "wall": wall, "config": cfg.to_dict(),
+                              "base": getattr(model, "base_manifest", None),
                               "args": vars(args), "history": history})
     bar.close()
     log.close()
@@ -284,6 +335,10 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
     shipped = from_pretrained(path)
     metrics = final_metrics(shipped, args.final_n, args.final_judge,
                             args.final_usage)
+    base = getattr(model, "base_manifest", None)
+    steps, wall = model.train_steps, model.train_wall_s
+    if base:                     # a decoder fine-tune of a shipped model
+        steps, wall = steps + base["steps"], wall + base["wall_time_s"]
     manifest = {
         "command": " && ".join(model.history),
         "config": model.config.to_dict(),
@@ -294,16 +349,27 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
                  "crop": args.crop or ladder(model.config.factor)[0],
                  "batch": args.batch,
                  "n_images_seen": model.train_steps * args.batch},
-        "steps": model.train_steps,
-        "wall_time_s": round(model.train_wall_s, 1),
+        "steps": steps,
+        "wall_time_s": round(wall, 1),
         "final_metrics": metrics,
-        "curve": _curve(Path(args.out) / "log.jsonl"),
+        "curve": base["curve"] if base else _curve(
+            Path(args.out) / "log.jsonl"),
         "params": model.num_params(),
         "dtype": "float16" if args.fp16 else "float32",
         "sha256": shipped.weights_sha256,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "machine": platform.machine(),
     }
+    if base:
+        manifest["data"]["n_images_seen"] += base["data"]["n_images_seen"]
+        manifest["decoder_finetune"] = {
+            "steps": model.train_steps, "lr": args.lr,
+            "wall_time_s": round(model.train_wall_s, 1),
+            "loss": "mse + l1 + edge_l1 (decoder only; encoder and "
+                    "codebook frozen, so tokens are unchanged)",
+            "curve": _curve(Path(args.out) / "log.jsonl"),
+            "base_final_metrics": base["final_metrics"],
+            "base_sha256": base["sha256"]}
     atomic_write_bytes(path.with_suffix(".json"),
                        (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
@@ -339,6 +405,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-n", type=int, default=200)
     p.add_argument("--final-judge", type=int, default=500)
     p.add_argument("--final-usage", type=int, default=2000)
+    p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
+                   help="start from these VQ weights and train only the "
+                   "decoder (MSE + L1 + edge loss); tokens stay identical")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -39,3 +39,37 @@ def test_compression_layers_are_the_only_new_ones(tmp_path):
     wider = MeissonicTransformer(model_config(STAGES[3], 64, 48, 32))
     with pytest.raises(ValueError, match="does not fit"):
         init_from_previous(wider, tmp_path / "s2.safetensors")
+
+
+def test_four_stages_then_ship(tmp_path):
+    """The whole recipe in miniature: every stage initialises from the
+    previous one, stage 4 also saves its text encoder, sample grids are
+    drawn, and ship() gathers weights, grids and a manifest."""
+    from PIL import Image
+
+    from meissonic_lite.training.ship import ship
+    runs, caches = tmp_path / "runs", tmp_path / "cache"
+    for s in (1, 2, 3, 4):
+        m = run_stage(s, runs, caches, steps=2, n_images=8, batch_size=4)
+        assert m["samples"]["final"] == "step_00002.png"
+        assert (runs / f"stage{s}" / "samples" / "step_00002.png").is_file()
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    man = ship(runs, evaluate=False, dest=dest)
+    assert [st["steps"] for st in man["stages"].values()] == [2, 2, 2, 2]
+    assert load_transformer(dest / "transformer.safetensors").config.compress
+    assert Image.open(dest / "stages" / "stage1.png").width == 4 * 128
+    assert json.loads((dest / "transformer.json").read_text())[
+        "files"].keys() == {"transformer.safetensors",
+                            "text_encoder.safetensors"}
+
+
+def test_stale_cache_is_rebuilt(tmp_path, capsys):
+    run_stage(1, tmp_path / "runs", tmp_path / "cache", steps=1,
+              n_images=8, batch_size=4)
+    run_stage(1, tmp_path / "runs2", tmp_path / "cache", steps=1,
+              n_images=12, batch_size=4)
+    assert "extracting it again" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "cache" / "stage1" / "meta.json")
+                      .read_text())
+    assert meta["count"] == 12

@@ -32,6 +32,7 @@ def test_cache_matches_dataset(vq, cache):
     ds = tc.load_cache(out, vq)
     assert len(ds) == 12 and meta["grid"] == 8 and meta["size"] == 32
     assert meta["vq_sha256"] == vq.weights_sha256
+    assert meta["tokenizer_sha256"] == vq.tokenizer_sha256
     assert ds.tokens.dtype == torch.uint16
     for i in (0, 7, 11):
         ex = make_example(5, i, 32, "mixed", 0.3, True)
@@ -75,8 +76,8 @@ def test_inconsistent_cache(cache, tmp_path):
 
 def test_other_weights_rejected(cache):
     out, _ = cache
-    with pytest.raises(ValueError, match="other VQ weights"):
-        tc.TokenCache(out, vq_sha256="0" * 64)
+    with pytest.raises(ValueError, match="another VQ encoder"):
+        tc.TokenCache(out, tokenizer_sha256="0" * 64)
 
 
 def test_bad_arguments(vq, tmp_path):
@@ -84,3 +85,17 @@ def test_bad_arguments(vq, tmp_path):
         tc.extract(tmp_path / "x", 5, 4, vq=vq, progress=False)
     with pytest.raises(ValueError, match="inside the package"):
         tc.extract(tc.PACKAGE_DIR / "cache", 1, 4, vq=vq, progress=False)
+
+
+def test_cache_identity_ignores_the_decoder():
+    """A decoder fine-tune changes pictures, not tokens: caches stay valid;
+    any change to the encoder or codebook invalidates them."""
+    vq = VQModel(VQConfig(factor=4, num_codes=16, code_dim=4,
+                          channels=(8, 8, 8)))
+    before = vq.tokenizer_sha256
+    with torch.no_grad():
+        next(vq.decoder.parameters()).add_(1.0)
+    assert vq.tokenizer_sha256 == before
+    with torch.no_grad():
+        vq.quantizer.codebook[0] += 1.0
+    assert vq.tokenizer_sha256 != before

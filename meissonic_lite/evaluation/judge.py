@@ -81,8 +81,19 @@ def templates() -> tuple[np.ndarray, np.ndarray]:
     return masks, aspects
 
 
+def _contrast_normalise(soft: np.ndarray) -> np.ndarray:
+    """Scale a soft mask so its interior reads 1: an object drawn a little
+    off its palette colour (as decoders and generators do) keeps its
+    shape instead of shrinking into a rounder one."""
+    inside = soft[soft > 0]
+    if inside.size == 0:
+        return soft
+    return np.clip(soft / max(float(np.percentile(inside, 75)), 0.3), 0, 1)
+
+
 def _classify(soft_crop: np.ndarray) -> tuple[str, float]:
     masks, aspects = templates()
+    soft_crop = _contrast_normalise(soft_crop)
     px = max(soft_crop.shape)
     s = int(np.argmin([abs(np.log(px / t)) for t in TEMPLATE_PX]))
     m = _normalise(soft_crop)

@@ -41,17 +41,29 @@ class StageSpec:
     warmup: int
     train_text: bool = False     # unfreeze the text encoder (stage 4)
     init_from: int | None = None
+    schedule: str = "cosine"     # LR: warmup, then cosine to 10%
 
 
 STAGES: dict[int, StageSpec] = {
-    1: StageSpec(1, 8, False, "short", 0.3, 20000, 2500, 64, 6e-4, 200),
-    2: StageSpec(2, 16, False, "long", 0.3, 20000, 2000, 32, 4e-4, 100,
+    1: StageSpec(1, 8, False, "short", 0.3, 20000, 1200, 64, 6e-4, 100),
+    2: StageSpec(2, 16, False, "long", 0.3, 20000, 600, 32, 4e-4, 50,
                  init_from=1),
-    3: StageSpec(3, 32, True, "mixed", 0.3, 20000, 1500, 32, 3e-4, 100,
+    3: StageSpec(3, 32, True, "mixed", 0.3, 20000, 2000, 32, 3e-4, 100,
                  init_from=2),
-    4: StageSpec(4, 32, True, "long", 0.7, 10000, 600, 32, 1e-4, 50,
+    4: StageSpec(4, 32, True, "mixed", 0.7, 10000, 300, 32, 1e-4, 30,
                  train_text=True, init_from=3),
 }
+
+# Held-out prompts drawn during training (one per GenEval-lite category
+# and two more), the same in every stage: the paper's Figure 27 idea.
+SAMPLE_PROMPTS: tuple[str, ...] = (
+    "a photo of a circle", "a photo of a red star",
+    "a photo of two letters R", "a photo of three green squares",
+    "a photo of a letter U right of a triangle",
+    "a photo of a blue cross and a yellow letter P",
+    "a photo of a purple diamond above a white circle",
+    "a photo of a letter A and a letter B")
+SAMPLE_EVERY = 250
 
 
 def model_config(spec: StageSpec, vq_codes: int, text_dim: int,
@@ -82,6 +94,66 @@ def init_from_previous(model: MeissonicTransformer, path: Path) -> list:
     return missing
 
 
+class FrozenTextCache:
+    """Encode captions with a frozen text encoder, each caption once.
+
+    The paper extracts text features offline; a memo does the same lazily
+    (a frozen encoder gives the same states every time), which takes the
+    text tower out of most training steps."""
+
+    def __init__(self, enc):
+        self.enc, self.memo = enc, {}
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str]):
+        todo = list(dict.fromkeys(c for c in captions if c not in self.memo))
+        if todo:
+            h, p = self.enc.encode(todo)
+            for c, hi, pi in zip(todo, h.half(), p.half()):
+                self.memo[c] = (hi, pi)
+        h = torch.stack([self.memo[c][0] for c in captions]).float()
+        p = torch.stack([self.memo[c][1] for c in captions]).float()
+        return h, p
+
+
+class StageSampler:
+    """Draws SAMPLE_PROMPTS with the model being trained, as a PNG grid
+    (out/step_NNNNN.png); the trainer calls it every SAMPLE_EVERY steps."""
+
+    settings = {"num_inference_steps": 16, "guidance_scale": 4.0,
+                "aesthetic_score": 9.0, "seed": 0}
+
+    def __init__(self, vq, text_encoder, spec: StageSpec, out: Path,
+                 device: str):
+        from ..pipeline import MeissonicLitePipeline
+        from ..world.grid import captioned_grid
+        self.pipeline, self.grid = MeissonicLitePipeline, captioned_grid
+        self.vq, self.enc, self.spec = vq, text_encoder, spec
+        self.out, self.device = Path(out), device
+        self.seconds, self.last = 0.0, None
+
+    def __call__(self, step: int, model) -> None:
+        t0 = time.perf_counter()
+        size = self.spec.grid * self.vq.config.factor
+        pipe = self.pipeline(self.vq, self.enc, model, self.device)
+        st = self.settings
+        images = pipe(list(SAMPLE_PROMPTS),
+                      num_inference_steps=st["num_inference_steps"],
+                      guidance_scale=st["guidance_scale"],
+                      aesthetic_score=st["aesthetic_score"],
+                      height=size, width=size,
+                      generator=torch.Generator().manual_seed(st["seed"]))
+        self.enc.set_trainable(self.spec.train_text)   # pipe set eval()
+        images = [im.resize((128, 128)) for im in images]
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / f"step_{step:05d}.png"
+        self.grid(images, [p.removeprefix("a photo of ")
+                                for p in SAMPLE_PROMPTS], cols=4,
+                       text_lines=2).save(path)
+        self.last = path.name
+        self.seconds += time.perf_counter() - t0
+
+
 def run_stage(stage: int, runs: str | Path = "runs/t2i",
               caches: str | Path = "cache", steps: int | None = None,
               resume: bool = False, seed: int = 0,
@@ -101,7 +173,17 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
     out = runs / f"stage{stage}"
     tok = vq.from_pretrained()
     cache_dir = caches / f"stage{stage}"
-    if not (cache_dir / "meta.json").exists():
+    want = {"count": spec.n_images, "world_seed": 1000 + stage,
+            "caption_style": spec.caption_style, "p_clean": spec.p_clean,
+            "tokenizer_sha256": tok.tokenizer_sha256}
+    meta_path, stale = cache_dir / "meta.json", {}
+    if meta_path.exists():
+        have = json.loads(meta_path.read_text())
+        stale = {k: have.get(k) for k in want if have.get(k) != want[k]}
+        if stale:
+            print(f"cache {cache_dir} differs from stage {stage}'s spec "
+                  f"({stale}); extracting it again")
+    if not meta_path.exists() or stale:
         extract(cache_dir, stage, spec.n_images,
                 seed=1000 + stage, caption_style=spec.caption_style,
                 p_clean=spec.p_clean, vq=tok)
@@ -115,21 +197,21 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         init_from_previous(model, runs / f"stage{spec.init_from}" /
                            "model.safetensors")
 
-    def encode(captions):
-        with torch.set_grad_enabled(spec.train_text):
-            return enc.encode(captions)
+    encode = enc.encode if spec.train_text else FrozenTextCache(enc)
     with torch.no_grad():
         null = tuple(t.detach() for t in enc.null(1))
     tcfg = TrainConfig(steps=spec.steps, batch_size=spec.batch_size,
                        lr=spec.lr, warmup=spec.warmup, seed=seed,
-                       ckpt_every=200, log_every=10)
+                       schedule=spec.schedule, ckpt_every=200, log_every=10,
+                       sample_every=SAMPLE_EVERY)
     extra = list(enc.parameters()) if spec.train_text else None
     trainer = Trainer(model, data, tcfg, out, null, encode,
                       model_config=asdict(cfg), extra_params=extra,
                       device=device)
     t0 = time.perf_counter()
-    logs = trainer.fit(resume=resume)
-    wall = time.perf_counter() - t0
+    sampler = StageSampler(tok, enc, spec, out / "samples", device)
+    logs = trainer.fit(resume=resume, on_sample=sampler)
+    wall = time.perf_counter() - t0 - sampler.seconds
     save_transformer(model, out / "model.safetensors")
     if spec.train_text:
         text.save(enc.clip, enc.cfg, out / "clip.safetensors")
@@ -140,8 +222,11 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         "train_config": asdict(tcfg), "seed": seed,
         "data": data.meta, "steps": trainer.step,
         "wall_time_s": round(wall, 1),
+        "sampling_time_s": round(sampler.seconds, 1),
         "final_metrics": {"train_loss_last20": (
             sum(x["loss"] for x in last) / len(last) if last else None)},
+        "samples": {"prompts": list(SAMPLE_PROMPTS), "every": SAMPLE_EVERY,
+                    "final": sampler.last, "settings": sampler.settings},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -161,13 +246,26 @@ def add_parser(sub):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--ship", action="store_true", help="after training, "
+                   "ship stage 4 as the package's default model (measures "
+                   "it with the judge and writes the manifest)")
+    p.add_argument("--ship-only", action="store_true",
+                   help="ship the stages already trained in --runs")
 
     def cmd(args):
+        from .ship import ship
+        if args.ship_only:
+            m = ship(args.runs)
+            print(json.dumps(m.get("final_metrics"), indent=1))
+            return
         stages = [1, 2, 3, 4] if args.stage == "all" else [int(args.stage)]
         for s in stages:
             m = run_stage(s, args.runs, args.caches, args.steps,
                           args.resume, args.seed, args.device)
             print(f"stage {s}: {m['steps']} steps in {m['wall_time_s']} s,"
                   f" loss {m['final_metrics']['train_loss_last20']:.3f}")
+        if args.ship:
+            m = ship(args.runs)
+            print(json.dumps(m.get("final_metrics"), indent=1))
     p.set_defaults(func=cmd)
     return p

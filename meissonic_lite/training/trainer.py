@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 100
+    sample_every: int = 0         # call `on_sample` every N steps (0: off)
     max_bad_steps: int = 3
 
     def __post_init__(self):
@@ -219,6 +220,13 @@ class Trainer:
             log["reloaded"] = True
         return log
 
+    def _sample(self, on_sample: Callable[[int, nn.Module], None]) -> None:
+        was = self.raw.training
+        self.raw.eval()
+        with torch.no_grad():
+            on_sample(self.step, self.raw)
+        self.raw.train(was)
+
     def _recover(self) -> None:
         """K bad steps in a row: reload the last good checkpoint, go on."""
         step, reloads = self.step, self.reloads + 1
@@ -227,8 +235,12 @@ class Trainer:
 
     # ------------------------------------------------------------- loop
     def fit(self, resume: bool = False,
-            on_log: Callable[[dict], None] | None = None) -> list[dict]:
-        """Run to `cfg.steps`, checkpointing and logging on the way."""
+            on_log: Callable[[dict], None] | None = None,
+            on_sample: Callable[[int, nn.Module], None] | None = None
+            ) -> list[dict]:
+        """Run to `cfg.steps`, checkpointing and logging on the way;
+        rank 0 calls `on_sample(step, model)` every `sample_every` steps
+        (e.g. to draw a sample grid) with the model in eval mode."""
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             remove_stale_temps(self.out)
@@ -258,6 +270,11 @@ class Trainer:
                         on_log(log)
                 if self.step % self.cfg.ckpt_every == 0 and self.bad == 0:
                     self.save()
+                every = self.cfg.sample_every
+                if on_sample and self.rank == 0 and every and (
+                        self.step % every == 0 or
+                        self.step == self.cfg.steps):
+                    self._sample(on_sample)
             if self.bad == 0:
                 self.save()
         bar.close()

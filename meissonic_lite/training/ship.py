@@ -1,0 +1,127 @@
+"""Ship the trained text-to-image model: weights, sample grids, manifest.
+
+`meissonic-lite train --stage all --ship` (or `--ship` alone after the four
+stages ran) copies stage 4's transformer and fine-tuned text encoder into
+the package, keeps each stage's last sample grid (the chapter shows the
+four stages side by side without shipping four checkpoints), measures the
+shipped files with the judge (GenEval-lite, the aesthetic check) and
+writes `weights/transformer.json`: commands, configs, seeds, data, steps,
+wall times, loss curves and metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ..pretrained import DEFAULT as TRANSFORMER_WEIGHTS
+from ..utils import atomic_write_bytes
+
+WEIGHTS_DIR = TRANSFORMER_WEIGHTS.parent
+TEXT_WEIGHTS = WEIGHTS_DIR / "text_encoder.safetensors"
+STAGE_GRIDS = WEIGHTS_DIR / "stages"
+MANIFEST = TRANSFORMER_WEIGHTS.with_suffix(".json")
+CHECK = {"limit": 96, "seed": 0}     # the quick re-check a test repeats
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def loss_curve(log: Path, every: int = 50) -> list[list[float]]:
+    """[step, mean loss over the last `every` steps] from a trainer log."""
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x]
+    rows = [r for r in rows if not r.get("skipped")]
+    out, acc = [], []
+    for r in rows:
+        acc.append(r["loss"])
+        if r["step"] % every == 0:
+            out.append([r["step"], round(sum(acc) / len(acc), 4)])
+            acc = []
+    return out
+
+
+def measure(steps: int | None = None, guidance: float | None = None,
+            progress: bool = True) -> dict:
+    """Every bar of the shipped model, on the shipped files."""
+    from ..pipeline import MeissonicLitePipeline
+    from ..t2i_eval import aesthetic_gap, evaluate_geneval
+    pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
+    defaults = inspect.signature(MeissonicLitePipeline.__call__).parameters
+    steps = steps or defaults["num_inference_steps"].default
+    if guidance is None:
+        guidance = defaults["guidance_scale"].default
+    return {"sampler": {"num_inference_steps": steps,
+                        "guidance_scale": guidance, "size": 128},
+            "geneval_lite": evaluate_geneval(pipe, steps, guidance,
+                                             progress=progress),
+            "aesthetic": aesthetic_gap(pipe, steps=steps, guidance=guidance,
+                                       progress=progress),
+            "check": {**CHECK, **evaluate_geneval(
+                pipe, steps, guidance, CHECK["seed"], CHECK["limit"],
+                progress=progress)}}
+
+
+def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
+         dest: str | Path = WEIGHTS_DIR) -> dict:
+    """Copy stage 4 into `dest` (the package), keep the stage grids,
+    measure, and write the manifest; returns it."""
+    runs, dest = Path(runs), Path(dest)
+    weights = dest / TRANSFORMER_WEIGHTS.name
+    text_weights, grids = dest / TEXT_WEIGHTS.name, dest / STAGE_GRIDS.name
+    stages = {}
+    for s in (1, 2, 3, 4):
+        man = runs / f"stage{s}" / "manifest.json"
+        if not man.is_file():
+            raise FileNotFoundError(f"{man} not found: run `meissonic-lite "
+                                    f"train --stage {s}` first")
+        stages[s] = json.loads(man.read_text())
+    last = runs / "stage4"
+    shutil.copyfile(last / "model.safetensors", weights)
+    shutil.copyfile(last / "clip.safetensors", text_weights)
+    grids.mkdir(exist_ok=True)
+    per_stage = {}
+    for s, m in stages.items():
+        grid = runs / f"stage{s}" / "samples" / m["samples"]["final"]
+        shutil.copyfile(grid, grids / f"stage{s}.png")
+        per_stage[str(s)] = {
+            "command": m["command"], "spec": m["stage"],
+            "train_config": m["train_config"], "data": {
+                k: m["data"].get(k) for k in (
+                    "count", "grid", "size", "world_seed", "caption_style",
+                    "p_clean", "tokenizer_sha256", "wall_time_s")},
+            "steps": m["steps"], "wall_time_s": m["wall_time_s"],
+            "sampling_time_s": m.get("sampling_time_s"),
+            "train_loss_last20": m["final_metrics"]["train_loss_last20"],
+            "loss_curve": loss_curve(runs / f"stage{s}" / "log.jsonl"),
+            "sample_grid": f"stages/stage{s}.png",
+            "sample_prompts": m["samples"]["prompts"],
+            "sample_settings": m["samples"]["settings"]}
+    manifest = {
+        "command": " && ".join(dict.fromkeys(
+            m["command"] for m in stages.values())) + " && meissonic-lite "
+            "train --ship-only",
+        "model_config": stages[4]["model_config"],
+        "seed": stages[4]["seed"],
+        "stages": per_stage,
+        "steps": sum(m["steps"] for m in stages.values()),
+        "wall_time_s": round(sum(m["wall_time_s"]
+                                 for m in stages.values()), 1),
+        "files": {p.name: _sha(p) for p in (weights, text_weights)},
+        "dtype": "float16",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__}
+    if evaluate:
+        if dest.resolve() != WEIGHTS_DIR.resolve():
+            raise ValueError("evaluate=True measures the package's "
+                             "weights: ship to the package dir")
+        manifest["final_metrics"] = measure()
+    atomic_write_bytes(weights.with_suffix(".json"),
+                       (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
