@@ -58,9 +58,10 @@ def load_pipeline(random_weights: bool = False, preset: str = "lite",
     `preset` transformer (compressed, as stages 3-4 ship it)."""
     if not random_weights:
         return MeissonicLitePipeline.from_pretrained(device, **paths)
-    from . import text, vq
+    from . import vq
+    from .pretrained import load_text_encoder
     v = vq.from_pretrained(paths.get("vq_path"))
-    te = text.from_pretrained(paths.get("text_encoder_path"))
+    te = load_text_encoder(paths.get("text_encoder_path"))
     torch.manual_seed(0)
     return MeissonicLitePipeline(v, te, random_transformer(preset, v, te),
                                  device)

@@ -252,9 +252,12 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
         raise ValueError(f"need strength in [0, 1] and remask in "
                          f"{editing.REMASK}, got {strength}, {remask!r}")
     editing._check_canvas(pipe, size, size, "size")
-    if clip == "auto":
-        clip = pipe.text_encoder if hasattr(pipe.text_encoder, "clip_i") \
-            else None
+    if clip == "auto":     # the base CLIP: not the model being judged
+        from .text import from_pretrained
+        try:
+            clip = from_pretrained()
+        except (FileNotFoundError, RuntimeError):
+            clip = None
     all_tasks = make_edit_tasks(n, seed, size, pipe.multiple, tasks,
                                 caption_style)
     rows: dict[str, list[dict]] = {t: [] for t in tasks}

@@ -84,14 +84,11 @@ def _open(path: str, what: str):
 
 def _load(args: argparse.Namespace):
     """The pipeline from shipped weights or the given paths."""
-    from . import text, vq
     from .pipeline import MeissonicLitePipeline
-    from .pretrained import load_transformer
     try:
-        return MeissonicLitePipeline(
-            vq.from_pretrained(args.vq), text.from_pretrained(
-                args.text_encoder), load_transformer(args.transformer),
-            args.device)
+        return MeissonicLitePipeline.from_pretrained(
+            args.device, transformer_path=args.transformer,
+            vq_path=args.vq, text_encoder_path=args.text_encoder)
     except (FileNotFoundError, RuntimeError) as e:   # missing / corrupt
         raise SystemExit(f"error: {e}") from e
 

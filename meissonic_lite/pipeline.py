@@ -40,10 +40,10 @@ class MeissonicLitePipeline:
                         ) -> MeissonicLitePipeline:
         """Load the shipped VQ, text encoder and transformer (offline);
         a `*_path` loads that file instead of the shipped one."""
-        from . import text, vq
-        from .pretrained import load_transformer
+        from . import vq
+        from .pretrained import load_text_encoder, load_transformer
         return cls(vq.from_pretrained(vq_path),
-                   text.from_pretrained(text_encoder_path),
+                   load_text_encoder(text_encoder_path),
                    load_transformer(transformer_path), device)
 
     @property

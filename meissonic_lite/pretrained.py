@@ -19,6 +19,7 @@ from .utils import atomic_write_bytes
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT = WEIGHTS_DIR / "transformer.safetensors"
+TEXT_ENCODER = WEIGHTS_DIR / "text_encoder.safetensors"   # stage-4 tuned
 REBUILD = "meissonic-lite train --stage all --ship"
 
 
@@ -56,3 +57,15 @@ def load_transformer(path: str | Path | None = None,
                          f"incompatible ({e}). Rebuild them with: "
                          f"{REBUILD}") from e
     return model.to(device).eval()
+
+
+def load_text_encoder(path: str | Path | None = None,
+                      device: str | torch.device = "cpu"):
+    """The text encoder the shipped transformer was fine-tuned with (stage
+    4 unfreezes it); falls back to the base CLIP (`clip.safetensors`) when
+    no tuned copy ships. The book's CLIP *evaluator* always uses the base
+    CLIP, so scores never come from the model being judged."""
+    from . import text
+    if path is None and TEXT_ENCODER.is_file():
+        path = TEXT_ENCODER
+    return text.from_pretrained(path, device=str(device))
