@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import editing
 from .evaluation import detect, match_scene
+from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .sampling import SamplerConfig
 from .world import vocab
 from .world.captions import caption
@@ -232,8 +233,8 @@ def _mean(rows: list[dict], key: str):
 
 
 def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
-                   tasks: tuple[str, ...] = TASKS, steps: int = 16,
-                   guidance: float = 4.0, strength: float = 0.5,
+                   tasks: tuple[str, ...] = TASKS, steps: int = DEFAULT_STEPS,
+                   guidance: float = DEFAULT_GUIDANCE, strength: float = 0.5,
                    remask: str = "confidence", caption_style: str = "long",
                    clip="auto", t2i_runs: int = 3, keep_images: bool = False,
                    progress: bool = False) -> dict:
@@ -319,3 +320,42 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     if keep_images:
         report["examples"] = examples
     return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.edit_eval --n 40 --out bench.json`: run
+    the edit benchmark on the shipped pipeline; print (and save) JSON."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from .pipeline import MeissonicLitePipeline
+    from .utils import atomic_write_bytes
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.edit_eval")
+    p.add_argument("--n", type=int, default=40, help="edits per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--cfg", type=float, default=4.0)
+    p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--remask", default="confidence",
+                   choices=editing.REMASK)
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--out", default=None, help="write the JSON here")
+    a = p.parse_args(argv)
+    pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
+    t0 = time.perf_counter()
+    rep = edit_benchmark(pipe, a.n, a.seed, 128, tuple(a.tasks.split(",")),
+                         a.steps, a.cfg, a.strength, a.remask,
+                         progress=True)
+    rep["command"] = "python -m meissonic_lite.edit_eval " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    rep["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(rep, indent=1, default=float)
+    print(text)
+    if a.out:
+        atomic_write_bytes(Path(a.out), (text + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .masking import mask_rate_level, mask_ratio
+from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .sampling import SamplerConfig, decode
 
 RULES = ("any", "fraction", "official")
@@ -287,7 +288,8 @@ def _check_token_mask(tok: torch.Tensor) -> None:
 @torch.no_grad()
 def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
             negative_prompt: str | None = None,
-            num_inference_steps: int = 16, guidance_scale: float = 4.0,
+            num_inference_steps: int = DEFAULT_STEPS,
+            guidance_scale: float = DEFAULT_GUIDANCE,
             generator: torch.Generator | None = None,
             aesthetic_score: float = 9.0,
             temperature: tuple[float, float] = (2.0, 0.0),
@@ -326,7 +328,8 @@ def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
 def outpaint(pipe, image, prompt: str = "", *, left: int = 0,
              right: int = 0, top: int = 0, bottom: int = 0,
              negative_prompt: str | None = None,
-             num_inference_steps: int = 16, guidance_scale: float = 4.0,
+             num_inference_steps: int = DEFAULT_STEPS,
+             guidance_scale: float = DEFAULT_GUIDANCE,
              generator: torch.Generator | None = None,
              aesthetic_score: float = 9.0,
              temperature: tuple[float, float] = (2.0, 0.0),
@@ -368,7 +371,7 @@ def outpaint(pipe, image, prompt: str = "", *, left: int = 0,
 @torch.no_grad()
 def score_tokens(pipe, tokens: torch.Tensor, prompt: str,
                  negative_prompt: str | None = None,
-                 guidance_scale: float = 4.0,
+                 guidance_scale: float = DEFAULT_GUIDANCE,
                  aesthetic_score: float = 9.0) -> torch.Tensor:
     """log p(current token | prompt, its neighbours), (h, w).
 
@@ -411,7 +414,8 @@ def score_tokens(pipe, tokens: torch.Tensor, prompt: str,
 def img2img(pipe, image, prompt: str = "", strength: float = 0.5,
             remask: str = "random", *,
             negative_prompt: str | None = None,
-            num_inference_steps: int = 16, guidance_scale: float = 4.0,
+            num_inference_steps: int = DEFAULT_STEPS,
+            guidance_scale: float = DEFAULT_GUIDANCE,
             generator: torch.Generator | None = None,
             aesthetic_score: float = 9.0,
             temperature: tuple[float, float] = (2.0, 0.0),

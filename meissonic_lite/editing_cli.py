@@ -154,15 +154,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--remask", default=None,
                    choices=("random", "confidence"),
                    help="img2img: which tokens (default random)")
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--cfg", type=float, default=4.0)
+    from .generate_cli import _defaults, add_model_arguments
+    d = _defaults()
+    p.add_argument("--steps", type=int, default=d["num_inference_steps"])
+    p.add_argument("--cfg", type=float, default=d["guidance_scale"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--transformer", default=None, metavar="PATH",
-                   help="transformer .safetensors (default: shipped)")
-    p.add_argument("--vq", default=None, metavar="PATH",
-                   help="VQ .safetensors (default: shipped)")
-    p.add_argument("--text-encoder", default=None, metavar="PATH",
-                   help="text encoder .safetensors (default: shipped)")
+    add_model_arguments(p)
     p.set_defaults(func=cmd_edit)
     return p

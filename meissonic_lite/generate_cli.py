@@ -119,6 +119,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
           f"(+ {t1 - t0:.2f} s loading)")
 
 
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--device and the weight-path overrides (generate and edit share)."""
+    p.add_argument("--device", default="auto")
+    p.add_argument("--transformer", default=None, metavar="PATH",
+                   help="transformer .safetensors (default: shipped)")
+    p.add_argument("--vq", default=None, metavar="PATH",
+                   help="VQ .safetensors (default: shipped)")
+    p.add_argument("--text-encoder", default=None, metavar="PATH",
+                   help="text encoder .safetensors (default: shipped)")
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `meissonic-lite generate PROMPT -o out.png`."""
     d = _defaults()
@@ -152,12 +163,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="grid columns (default min(n, 4))")
     p.add_argument("--aesthetic", type=float, default=d["aesthetic_score"],
                    help="aesthetic-score micro-condition in [0, 10]")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--transformer", default=None, metavar="PATH",
-                   help="transformer .safetensors (default: shipped)")
-    p.add_argument("--vq", default=None, metavar="PATH",
-                   help="VQ .safetensors (default: shipped)")
-    p.add_argument("--text-encoder", default=None, metavar="PATH",
-                   help="text encoder .safetensors (default: shipped)")
+    add_model_arguments(p)
     p.set_defaults(func=cmd_generate)
     return p

@@ -20,6 +20,10 @@ from .sampling import SamplerConfig, decode
 from .utils import pick_device
 
 MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
+# Sampler defaults of the shipped model: the best cell of the steps x CFG
+# sweep (chapter 7, weights/sweep.json); editing and evaluation use them.
+DEFAULT_STEPS = 16
+DEFAULT_GUIDANCE = 4.0
 
 
 class MeissonicLitePipeline:
@@ -104,8 +108,8 @@ class MeissonicLitePipeline:
     @torch.no_grad()
     def __call__(self, prompt: str | list[str],
                  negative_prompt: str | list[str] | None = None,
-                 num_inference_steps: int = 16,
-                 guidance_scale: float = 4.0,
+                 num_inference_steps: int = DEFAULT_STEPS,
+                 guidance_scale: float = DEFAULT_GUIDANCE,
                  height: int = 128, width: int = 128,
                  num_images_per_prompt: int = 1,
                  generator: torch.Generator | None = None,

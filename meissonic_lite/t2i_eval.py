@@ -14,11 +14,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .evaluation import geneval_lite, load_geneval_prompts
+from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .world.quality import aesthetic_score
 
 
-def generate(pipe, prompts: list[str], steps: int = 16,
-             guidance: float = 4.0, seed: int = 0, batch: int = 32,
+def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
+             guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
+             batch: int = 32,
              size: int = 128, aesthetic: float = 9.0,
              progress: bool = True) -> list:
     """One image per prompt; batch k uses generator seed `seed + k`, so
@@ -34,7 +36,8 @@ def generate(pipe, prompts: list[str], steps: int = 16,
     return images
 
 
-def evaluate_geneval(pipe, steps: int = 16, guidance: float = 4.0,
+def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
+                     guidance: float = DEFAULT_GUIDANCE,
                      seed: int = 0, limit: int | None = None,
                      batch: int = 32, progress: bool = True) -> dict:
     """GenEval-lite scores (six categories + overall) of `pipe` on the
@@ -53,7 +56,8 @@ def evaluate_geneval(pipe, steps: int = 16, guidance: float = 4.0,
 
 
 def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
-                  steps: int = 16, guidance: float = 4.0, seed: int = 0,
+                  steps: int = DEFAULT_STEPS,
+                  guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
                   progress: bool = True) -> dict:
     """Mean measured aesthetic score of the same prompts and seeds
     generated at micro-condition `high` vs `low` (bar: gap >= 1.5)."""

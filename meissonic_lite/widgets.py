@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import editing
+from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 BOX_COLOR = (255, 0, 255)
 
@@ -46,8 +47,8 @@ def _widgets():
 class Playground:
     """Generate and edit with `pipe` from widgets; see the module doc."""
 
-    def __init__(self, pipe, size: int = 128, steps: int = 16,
-                 guidance: float = 4.0):
+    def __init__(self, pipe, size: int = 128, steps: int = DEFAULT_STEPS,
+                 guidance: float = DEFAULT_GUIDANCE):
         W = _widgets()
         self.pipe = pipe
         self.image: Image.Image | None = None

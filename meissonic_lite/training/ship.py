@@ -12,7 +12,6 @@ wall times, loss curves and metrics.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import shutil
 from datetime import datetime, timezone
@@ -50,13 +49,15 @@ def loss_curve(log: Path, every: int = 50) -> list[list[float]]:
 def measure(steps: int | None = None, guidance: float | None = None,
             progress: bool = True) -> dict:
     """Every bar of the shipped model, on the shipped files."""
-    from ..pipeline import MeissonicLitePipeline
+    from ..pipeline import (
+        DEFAULT_GUIDANCE,
+        DEFAULT_STEPS,
+        MeissonicLitePipeline,
+    )
     from ..t2i_eval import aesthetic_gap, evaluate_geneval
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
-    defaults = inspect.signature(MeissonicLitePipeline.__call__).parameters
-    steps = steps or defaults["num_inference_steps"].default
-    if guidance is None:
-        guidance = defaults["guidance_scale"].default
+    steps = steps or DEFAULT_STEPS
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     return {"sampler": {"num_inference_steps": steps,
                         "guidance_scale": guidance, "size": 128},
             "geneval_lite": evaluate_geneval(pipe, steps, guidance,
