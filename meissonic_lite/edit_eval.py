@@ -335,8 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m meissonic_lite.edit_eval")
     p.add_argument("--n", type=int, default=40, help="edits per task")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--cfg", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--cfg", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--remask", default="confidence",
                    choices=editing.REMASK)

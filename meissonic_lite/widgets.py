@@ -77,7 +77,8 @@ class Playground:
         self.progress = W.IntProgress(value=0, min=0, max=steps,
                                       description="progress")
         self.status = W.HTML(value="")
-        self.output = W.Image(format="png")
+        self.output = W.Image(format="png",
+                              layout=W.Layout(width="256px"))
         # edit tab
         self.mode = W.ToggleButtons(options=["inpaint", "outpaint",
                                              "img2img"],
@@ -99,7 +100,8 @@ class Playground:
         self.undo_button = W.Button(description="Undo")
         self.upload = W.FileUpload(accept="image/*", multiple=False,
                                    description="load image")
-        self.preview = W.Image(format="png")
+        self.preview = W.Image(format="png",
+                               layout=W.Layout(width="256px"))
         self.generate_button.on_click(self.on_generate)
         self.apply_button.on_click(self.on_apply)
         self.undo_button.on_click(self.on_undo)

@@ -251,11 +251,13 @@ def add_parser(sub):
                    "it with the judge and writes the manifest)")
     p.add_argument("--ship-only", action="store_true",
                    help="ship the stages already trained in --runs")
+    p.add_argument("--skip-eval", action="store_true",
+                   help="with --ship/--ship-only: copy files, measure later")
 
     def cmd(args):
         from .ship import ship
         if args.ship_only:
-            m = ship(args.runs)
+            m = ship(args.runs, evaluate=not args.skip_eval)
             print(json.dumps(m.get("final_metrics"), indent=1))
             return
         stages = [1, 2, 3, 4] if args.stage == "all" else [int(args.stage)]
@@ -265,7 +267,7 @@ def add_parser(sub):
             print(f"stage {s}: {m['steps']} steps in {m['wall_time_s']} s,"
                   f" loss {m['final_metrics']['train_loss_last20']:.3f}")
         if args.ship:
-            m = ship(args.runs)
+            m = ship(args.runs, evaluate=not args.skip_eval)
             print(json.dumps(m.get("final_metrics"), indent=1))
     p.set_defaults(func=cmd)
     return p
