@@ -22,8 +22,8 @@ from .utils import pick_device
 MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 # Sampler defaults of the shipped model: the best cell of the steps x CFG
 # sweep (chapter 7, weights/sweep.json); editing and evaluation use them.
-DEFAULT_STEPS = 16
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_STEPS = 8
+DEFAULT_GUIDANCE = 2.0
 
 
 class MeissonicLitePipeline:
