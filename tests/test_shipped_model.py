@@ -33,7 +33,10 @@ def test_files_match_the_manifest(manifest):
 
 def test_loads_by_default_and_is_the_stage4_model(pipe, manifest):
     cfg = pipe.transformer.config
-    assert cfg.compress and cfg.dim == manifest["model_config"]["dim"]
+    mc = manifest["model_config"]
+    assert cfg.compress == mc["compress"] is True
+    assert (cfg.num_heads, cfg.head_dim, cfg.num_dual, cfg.num_single) == \
+        (mc["num_heads"], mc["head_dim"], mc["num_dual"], mc["num_single"])
     assert pipe.multiple == 8
     img = pipe("a photo of a red circle",
                generator=torch.Generator().manual_seed(0))[0]
