@@ -3,12 +3,11 @@ KV cache checked against a no-cache recompute (correctness, not speed)."""
 
 import pytest
 import torch
+from stand_ins import tiny_pipeline
 
 from meissonic_lite import bench_generate as bg
 from meissonic_lite.ar_baseline import ARConfig, CausalImageTransformer
-from meissonic_lite.pipeline import MeissonicLitePipeline
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
-from meissonic_lite.vq import VQConfig, VQModel
+from meissonic_lite.transformer import TransformerConfig
 
 
 class FakeText(torch.nn.Module):
@@ -26,11 +25,7 @@ class FakeText(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    vq = VQModel(VQConfig(factor=4, num_codes=64, code_dim=8,
-                          channels=(8, 8, 8)))
-    tr = MeissonicTransformer(TransformerConfig.preset("tiny"))
-    return MeissonicLitePipeline(vq, FakeText(), tr, device="cpu")
+    return tiny_pipeline(FakeText())
 
 
 def test_time_image_breakdown(pipe):

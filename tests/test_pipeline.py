@@ -2,12 +2,10 @@
 
 import pytest
 import torch
+from stand_ins import tiny_pipeline
 
-from meissonic_lite.pipeline import MeissonicLitePipeline
 from meissonic_lite.pretrained import load_transformer, save_transformer
-from meissonic_lite.transformer import MeissonicTransformer, \
-    TransformerConfig
-from meissonic_lite.vq import VQConfig, VQModel
+from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
 
 
 class FakeText(torch.nn.Module):
@@ -29,11 +27,7 @@ class FakeText(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    vq = VQModel(VQConfig(factor=4, num_codes=64, code_dim=8,
-                          channels=(8, 8, 8)))
-    tr = MeissonicTransformer(TransformerConfig.preset("tiny"))
-    return MeissonicLitePipeline(vq, FakeText(), tr, device="cpu")
+    return tiny_pipeline(FakeText())
 
 
 def test_generates_pil_images(pipe):

@@ -5,13 +5,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from PIL import Image
+from stand_ins import tiny_pipeline
 
 from meissonic_lite import text
-from meissonic_lite.pipeline import MeissonicLitePipeline
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
-from meissonic_lite.vq import VQConfig, VQModel
 from meissonic_lite.widgets import Playground  # needs the `book` extra
 
 CLIP = text.TextEncoderConfig(embed_dim=32, text_width=32, text_layers=1,
@@ -21,12 +18,7 @@ CLIP = text.TextEncoderConfig(embed_dim=32, text_width=32, text_layers=1,
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    vq = VQModel(VQConfig(factor=4, num_codes=64, code_dim=8,
-                          channels=(8, 8, 8)))
-    tr = MeissonicTransformer(TransformerConfig.preset("tiny"))
-    enc = text.TextEncoder(text.build_clip(CLIP), CLIP)
-    return MeissonicLitePipeline(vq, enc, tr, device="cpu")
+    return tiny_pipeline(text.TextEncoder(text.build_clip(CLIP), CLIP))
 
 
 @pytest.fixture
