@@ -24,6 +24,7 @@ MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 # sweep (chapter 7, weights/sweep.json); editing and evaluation use them.
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
+DEFAULT_GUIDANCE_SCHEDULE = "constant"
 
 
 class MeissonicLitePipeline:
@@ -116,6 +117,7 @@ class MeissonicLitePipeline:
                  aesthetic_score: float = 9.0,
                  temperature: tuple[float, float] = (2.0, 0.0),
                  schedule: str = "cosine",
+                 guidance_schedule: str = DEFAULT_GUIDANCE_SCHEDULE,
                  callback: Callable | None = None,
                  output_type: str = "pil"):
         """Generate images; returns PIL images (or a (B,3,H,W) tensor)."""
@@ -134,7 +136,8 @@ class MeissonicLitePipeline:
                                               width, aesthetic_score)
         f = self.vq.config.factor
         cfg = SamplerConfig(num_inference_steps, guidance_scale, schedule,
-                            temperature)
+                            temperature,
+                            guidance_schedule=guidance_schedule)
         tokens = decode(self.transformer, cond, uncond, micro,
                         (height // f, width // f), cfg, generator,
                         callback=callback)

@@ -37,6 +37,7 @@ class SamplerConfig:
     gumbel_temperature: tuple[float, float] = (2.0, 0.0)  # start, end
     token_temperature: float = 1.0
     top_k: int | None = None
+    guidance_schedule: str = "constant"  # or "linear": 1 -> scale
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -49,6 +50,20 @@ class SamplerConfig:
             raise ValueError("token_temperature must be > 0")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("top_k must be >= 1 or None")
+        if self.guidance_schedule not in ("constant", "linear"):
+            raise ValueError(f"unknown guidance_schedule "
+                             f"{self.guidance_schedule!r}; allowed: "
+                             "constant, linear")
+
+    def guidance_at(self, i: int) -> float:
+        """CFG scale at step i: constant, or ramped linearly from 1 (the
+        plain conditional model) at the first step to the full scale at
+        the last, so early steps, which fix the layout and background from
+        almost no context, are not pushed to paint the prompt's colours
+        everywhere."""
+        if self.guidance_schedule == "constant" or self.steps == 1:
+            return self.guidance_scale
+        return 1.0 + (self.guidance_scale - 1.0) * i / (self.steps - 1)
 
 
 def _filter(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
@@ -110,7 +125,7 @@ def decode(model, cond: tuple[torch.Tensor, torch.Tensor],
         logits = model(inp, states, pooled, micro_conds, lv).float()
         if use_cfg:
             lu, lc = logits.chunk(2)
-            logits = lu + cfg.guidance_scale * (lc - lu)
+            logits = lu + cfg.guidance_at(i) * (lc - lu)
         logits = _filter(logits.permute(0, 2, 3, 1), cfg)  # (B, h, w, K)
         probs = F.softmax(logits, dim=-1)
         flat = probs.reshape(-1, probs.shape[-1]).cpu()

@@ -80,9 +80,30 @@ def test_guidance_changes_the_result(model):
     assert not torch.equal(a, b)
 
 
+def test_linear_guidance_ramps_from_one_to_the_scale(model):
+    cfg = SamplerConfig(steps=5, guidance_scale=5.0,
+                        guidance_schedule="linear")
+    assert [cfg.guidance_at(i) for i in range(5)] == [1, 2, 3, 4, 5]
+    assert SamplerConfig(steps=5, guidance_scale=5.0).guidance_at(0) == 5
+    cond, uncond, micro = _inputs(model)
+
+    def first_confidence(c):            # the ramp reaches the logits
+        got = []
+        decode(model, cond, uncond, micro, (4, 6), c,
+               torch.Generator().manual_seed(0),
+               callback=lambda i, t, conf: got.append(conf.clone()))
+        return got[0]
+    ramp = first_confidence(cfg)
+    plain = first_confidence(SamplerConfig(steps=5, guidance_scale=1.0))
+    full = first_confidence(SamplerConfig(steps=5, guidance_scale=5.0))
+    assert torch.allclose(ramp, plain, atol=1e-4)
+    assert not torch.allclose(ramp, full, atol=1e-2)
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(steps=0), "steps"), (dict(guidance_scale=-1.0), "guidance"),
     (dict(token_temperature=0.0), "temperature"), (dict(top_k=0), "top_k"),
+    (dict(guidance_schedule="cosine"), "guidance_schedule"),
 ])
 def test_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
