@@ -47,6 +47,10 @@ def test_reaches_the_manifest_geneval_check(pipe, manifest):
     from meissonic_lite.t2i_eval import evaluate_geneval
     fm = manifest["final_metrics"]
     check, sampler = fm["check"], fm["sampler"]
+    from meissonic_lite.pipeline import DEFAULT_GUIDANCE_SCHEDULE
+    # evaluate_geneval samples with the pipeline's guidance schedule
+    assert sampler.get("guidance_schedule", "constant") == \
+        DEFAULT_GUIDANCE_SCHEDULE, "re-measure: the default schedule moved"
     got = evaluate_geneval(pipe, sampler["num_inference_steps"],
                            sampler["guidance_scale"], check["seed"],
                            check["limit"], progress=False)

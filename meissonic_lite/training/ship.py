@@ -51,6 +51,7 @@ def measure(steps: int | None = None, guidance: float | None = None,
     """Every bar of the shipped model, on the shipped files."""
     from ..pipeline import (
         DEFAULT_GUIDANCE,
+        DEFAULT_GUIDANCE_SCHEDULE,
         DEFAULT_STEPS,
         MeissonicLitePipeline,
     )
@@ -59,7 +60,9 @@ def measure(steps: int | None = None, guidance: float | None = None,
     steps = steps or DEFAULT_STEPS
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     return {"sampler": {"num_inference_steps": steps,
-                        "guidance_scale": guidance, "size": 128},
+                        "guidance_scale": guidance,
+                        "guidance_schedule": DEFAULT_GUIDANCE_SCHEDULE,
+                        "size": 128},
             "geneval_lite": evaluate_geneval(pipe, steps, guidance,
                                              progress=progress),
             "aesthetic": aesthetic_gap(pipe, steps=steps, guidance=guidance,

@@ -45,12 +45,12 @@ class StageSpec:
 
 
 STAGES: dict[int, StageSpec] = {
-    1: StageSpec(1, 8, False, "short", 0.3, 20000, 1200, 64, 6e-4, 100),
-    2: StageSpec(2, 16, False, "long", 0.3, 20000, 600, 32, 4e-4, 50,
+    1: StageSpec(1, 8, False, "short", 0.7, 20000, 800, 64, 8e-4, 100),
+    2: StageSpec(2, 16, False, "long", 0.7, 20000, 700, 32, 6e-4, 50,
                  init_from=1),
-    3: StageSpec(3, 32, True, "mixed", 0.3, 20000, 2000, 32, 3e-4, 100,
+    3: StageSpec(3, 32, True, "mixed", 0.7, 16000, 3000, 32, 5e-4, 100,
                  init_from=2),
-    4: StageSpec(4, 32, True, "mixed", 0.7, 10000, 300, 32, 1e-4, 30,
+    4: StageSpec(4, 32, True, "mixed", 0.9, 8000, 300, 32, 1e-4, 30,
                  train_text=True, init_from=3),
 }
 
