@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from meissonic_lite.pipeline import MeissonicLitePipeline
+from meissonic_lite.pipeline import (DEFAULT_GUIDANCE_SCHEDULE,
+                                     MeissonicLitePipeline)
 from meissonic_lite.training.ship import MANIFEST, WEIGHTS_DIR
 
 
@@ -47,7 +48,6 @@ def test_reaches_the_manifest_geneval_check(pipe, manifest):
     from meissonic_lite.t2i_eval import evaluate_geneval
     fm = manifest["final_metrics"]
     check, sampler = fm["check"], fm["sampler"]
-    from meissonic_lite.pipeline import DEFAULT_GUIDANCE_SCHEDULE
     # evaluate_geneval samples with the pipeline's guidance schedule
     assert sampler.get("guidance_schedule", "constant") == \
         DEFAULT_GUIDANCE_SCHEDULE, "re-measure: the default schedule moved"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..masking import mask_rate_level
 from ..world.dataset import ShapesDataset, to_tensor
 
 
@@ -22,7 +23,6 @@ def masked_token_accuracy(model, vq, text_encoder, n: int = 32,
                           seed: int = 77) -> list[dict]:
     """One row per mask rate: the model's argmax accuracy on the masked
     tokens and both baselines on the same tokens (n clean images)."""
-    from ..masking import mask_rate_level
     if not all(0 < r <= 1 for r in rates):
         raise ValueError("mask rates must lie in (0, 1]")
     ds = ShapesDataset(n, size=size, seed=seed, caption_style="short",
@@ -45,7 +45,9 @@ def masked_token_accuracy(model, vq, text_encoder, n: int = 32,
         level = mask_rate_level(mask.flatten(1).float().mean(1).double()
                                 .cpu()).to(device)
         pred = model(inp, states, pooled, micro, level).argmax(1)
-        hit = lambda p: float((p == tokens)[mask].float().mean())  # noqa
+
+        def hit(guess: torch.Tensor) -> float:
+            return float((guess == tokens)[mask].float().mean())
         rows.append({"mask_rate": r, "model": hit(pred),
                      "image_mode": hit(mode[:, None, None].expand_as(tokens)),
                      "left_neighbour": hit(left),
