@@ -6,8 +6,13 @@ one false caption per image (the same caption with the two colours
 swapped, the relation flipped, or one colour changed) and, for scenes with
 a relation, the image mirrored along the relation's axis. Without them a
 bag-of-words encoder already wins retrieval but cannot tell "a red circle
-left of a blue square" from its swap. Also here: the held-out retrieval
-and attribute-binding measurements.
+left of a blue square" from its swap. Hard negatives alone leave the
+relation at chance: a text tower that ignores "left"/"right" and an image
+tower that ignores mirroring sit at a saddle where their gradients cancel.
+Optional auxiliary heads (`--aux`, training only, never shipped) break it:
+the caption embedding must name its relation and the image embedding must
+say where each colour is. Also here: the held-out retrieval and
+attribute-binding measurements.
 """
 
 from __future__ import annotations
@@ -117,6 +122,63 @@ def mirror_pairs(images: torch.Tensor, scenes: list[Scene], seed: int,
         pos.append(p)
         neg.append(q)
     return mirrored(images[keep], [scenes[j] for j in keep]), pos, neg
+
+
+def mirror_scene(scene: Scene) -> Scene:
+    """The scene as `mirrored` draws it: object centres reflected along
+    the relation's axis and the relation flipped."""
+    horizontal = scene.relation in ("left of", "right of")
+    objs = tuple(dataclasses.replace(o, cx=1 - o.cx) if horizontal
+                 else dataclasses.replace(o, cy=1 - o.cy)
+                 for o in scene.objects)
+    return dataclasses.replace(flip_relation(scene), objects=objs)
+
+
+# -- auxiliary heads: symmetry breakers for the relation ----------------------
+RELATION_CLASSES: tuple[str | None, ...] = (None, *vocab.RELATIONS)
+AUX_COLORS: tuple[str, ...] = tuple(vocab.COLORS)
+
+
+def relation_labels(scenes: list[Scene]) -> torch.Tensor:
+    """Class of each scene's relation, 0 for none (B,) long."""
+    return torch.tensor([RELATION_CLASSES.index(s.relation) for s in scenes])
+
+
+def color_layout(scenes: list[Scene]) -> torch.Tensor:
+    """Per object colour: present, mean centre x, mean centre y (B, C, 3)."""
+    out = torch.zeros(len(scenes), len(AUX_COLORS), 3)
+    for i, s in enumerate(scenes):
+        for c, name in enumerate(AUX_COLORS):
+            xy = [(o.cx, o.cy) for o in s.objects if o.color == name]
+            if xy:
+                out[i, c] = torch.tensor([1.0, *np.mean(xy, axis=0)])
+    return out
+
+
+class AuxHeads(torch.nn.Module):
+    """Linear heads on the embeddings: relation from a caption, colour
+    layout from an image. Training only; the shipped CLIP has none."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        # Batch-standardised inputs: the embeddings of different captions
+        # share one large common direction (cosines near 1), so a plain
+        # linear head would see differences too small to learn from.
+        self.text_norm = torch.nn.BatchNorm1d(embed_dim, affine=False)
+        self.image_norm = torch.nn.BatchNorm1d(embed_dim, affine=False)
+        self.relation = torch.nn.Linear(embed_dim, len(RELATION_CLASSES))
+        self.layout = torch.nn.Linear(embed_dim, 3 * len(AUX_COLORS))
+
+    def loss(self, txt: torch.Tensor, rel: torch.Tensor, img: torch.Tensor,
+             layout: torch.Tensor) -> torch.Tensor:
+        """CE on relations + BCE on presence + MSE on present centres."""
+        rel_loss = F.cross_entropy(self.relation(self.text_norm(txt)), rel)
+        pred = self.layout(self.image_norm(img)).unflatten(-1, (-1, 3))
+        present = layout[..., 0]
+        bce = F.binary_cross_entropy_with_logits(pred[..., 0], present)
+        err = ((pred[..., 1:].sigmoid() - layout[..., 1:]) ** 2).sum(-1)
+        mse = (err * present).sum() / present.sum().clamp(min=1)
+        return rel_loss + bce + 10 * mse
 
 
 def caption_pair(scene: Scene, negative: Scene, rng: np.random.Generator,
@@ -239,16 +301,24 @@ def evaluate(enc: TextEncoder, seed: int = EVAL_SEED, n_pairs: int = 1000,
 
 
 # -- training ----------------------------------------------------------------
+def batch_pairs(scenes: list[Scene], idx: torch.Tensor, seed: int,
+                step: int) -> tuple[list[str], list[str], list[Scene]]:
+    """Fresh true captions, their hard negatives, and the false scenes."""
+    pos, neg, false = [], [], []
+    for j, i in enumerate(idx.tolist()):
+        rng = np.random.default_rng([seed, step, j])
+        bad = hard_negative(scenes[i], rng)
+        p, q = caption_pair(scenes[i], bad, rng)
+        pos.append(p)
+        neg.append(q)
+        false.append(bad)
+    return pos, neg, false
+
+
 def batch_captions(scenes: list[Scene], idx: torch.Tensor, seed: int,
                    step: int) -> tuple[list[str], list[str]]:
     """Fresh true captions and their hard negatives for one batch."""
-    pos, neg = [], []
-    for j, i in enumerate(idx.tolist()):
-        rng = np.random.default_rng([seed, step, j])
-        p, q = caption_pair(scenes[i], hard_negative(scenes[i], rng), rng)
-        pos.append(p)
-        neg.append(q)
-    return pos, neg
+    return batch_pairs(scenes, idx, seed, step)[:2]
 
 
 def _lr(step: int, args) -> float:
@@ -258,13 +328,16 @@ def _lr(step: int, args) -> float:
     return args.lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _optimizer(clip, args) -> torch.optim.Optimizer:
+def _optimizer(clip, args, aux: AuxHeads | None = None
+               ) -> torch.optim.Optimizer:
     # No decay on gains, biases, the scale and the token table: rows of
     # tokens our captions never use must stay exactly at their init.
     decay, keep = [], []
     for n, p in clip.named_parameters():
         no = p.ndim < 2 or "token_embedding" in n or "logit_scale" in n
         (keep if no else decay).append(p)
+    if aux is not None:
+        keep += list(aux.parameters())
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.wd},
          {"params": keep, "weight_decay": 0.0}],
@@ -284,6 +357,23 @@ def _data(args, out: Path) -> tuple[torch.Tensor, list[Scene]]:
                 "images": imgs, "scenes": scenes}, tmp)
     os.replace(tmp, cache)
     return imgs, scenes
+
+
+def _init_from(enc: TextEncoder, cfg: TextEncoderConfig, path: Path
+               ) -> dict:
+    """Start from a saved CLIP (fresh optimizer and schedule); returns
+    the manifest that made it ({} if none), for this run's manifest."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from: no such file {path}")
+    src = from_pretrained(path)
+    if src.cfg != cfg:
+        raise ValueError(f"--init-from {path}: its config {src.cfg} differs "
+                         f"from this run's {cfg}")
+    enc.clip.load_state_dict(src.clip.state_dict())
+    manifest = path.with_suffix(".json")
+    if manifest.is_file():
+        return json.loads(manifest.read_text())
+    return {}
 
 
 def _previous_command(args) -> list[str]:
@@ -316,18 +406,30 @@ def train(args: argparse.Namespace) -> dict:
         vision_width=args.width, vision_layers=args.vision_layers,
         init_seed=args.seed)
     enc = TextEncoder(build_clip(cfg), cfg, trainable=True)
-    opt = _optimizer(enc.clip, args)
+    aux = AuxHeads(cfg.embed_dim) if args.aux > 0 else None
+    opt = _optimizer(enc.clip, args, aux)
     step, wall, ckpt = 0, 0.0, out / "ckpt.pt"
     args.history = []
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
         enc.clip.load_state_dict(st["model"])
+        if aux is not None:
+            aux.load_state_dict(st["aux"])
         opt.load_state_dict(st["opt"])
         step, wall = st["step"], st["wall"]
         args.history = st.get("commands") or _previous_command(args)
+        args.base = st.get("base")
         _truncate_log(out / "log.jsonl", step)
     elif not args.resume:
         (out / "log.jsonl").unlink(missing_ok=True)
+        if args.init_from:
+            base = _init_from(enc, cfg, Path(args.init_from))
+            args.base = {k: base[k] for k in ("command", "steps",
+                         "wall_time_s", "final_metrics", "curve", "evals")
+                         if k in base}
+            args.history = [base["command"]] if base else []
+        with torch.no_grad():       # see --pos-scale
+            enc.clip.visual.positional_embedding.mul_(args.pos_scale)
     images, scenes = _data(args, out)
     bar = tqdm(total=args.steps, initial=step, desc="train-clip")
     t0 = time.time() - wall
@@ -335,15 +437,16 @@ def train(args: argparse.Namespace) -> dict:
     while step < stop:
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(len(scenes), (args.batch,), generator=g)
-        pos, neg = batch_captions(scenes, idx, args.seed, step)
+        pos, neg, false = batch_pairs(scenes, idx, args.seed, step)
         x = images[idx].float() / 255                    # (B, 3, S, S)
         batch = [scenes[i] for i in idx]
         if args.mirror_positives:
             mx, mp, mn = mirror_pairs(x, batch, args.seed, step)
             x, pos, neg = torch.cat([x, mx]), pos + mp, neg + mn
-            batch += [flip_relation(s) for s in batch
-                      if s.relation is not None
-                      and all(g.kind in vocab.SHAPES for g in s.groups)]
+            kept = [s for s in batch if s.relation is not None
+                    and all(g.kind in vocab.SHAPES for g in s.groups)]
+            batch += [mirror_scene(s) for s in kept]
+            false += kept          # a mirror's false caption: the original
         B = len(pos)
         ids = enc.tokenize(pos + neg)
         for grp in opt.param_groups:
@@ -355,6 +458,10 @@ def train(args: argparse.Namespace) -> dict:
             tx = enc.text_forward(ids, trim=True)[1].float()
             scale = enc.clip.logit_scale.exp().clamp(max=100)
             loss = clip_loss(im[:B], tx[:B], scale, tx[B:], im[B:])
+            if aux is not None:
+                aux_loss = aux.loss(tx, relation_labels(batch + false),
+                                    im[:B].float(), color_layout(batch))
+                loss = loss + args.aux * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -376,9 +483,11 @@ def train(args: argparse.Namespace) -> dict:
         if step % args.ckpt_every == 0 or step in (args.steps, stop):
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": enc.clip.state_dict(),
+                        "aux": aux.state_dict() if aux else None,
                         "opt": opt.state_dict(), "step": step,
                         "wall": time.time() - t0,
-                        "commands": args.history + [args.command_line]},
+                        "commands": args.history + [args.command_line],
+                        "base": getattr(args, "base", None)},
                        tmp)
             os.replace(tmp, ckpt)
     bar.close()
@@ -406,6 +515,8 @@ def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
                  "per step, + 1 hard-negative caption per image",
                  "mirror_negatives": args.mirror_negatives,
                  "mirror_positives": args.mirror_positives,
+                 "aux_weight": args.aux, "pos_scale": args.pos_scale,
+                 "init_from": args.init_from or None,
                  "heldout": f"world seed {EVAL_SEED} (pairs) and "
                  f"{EVAL_SEED + 1} (binding probes)"},
         "steps": args.steps, "batch": args.batch, "lr": args.lr,
@@ -415,6 +526,7 @@ def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
         "curve": [{k: r[k] for k in ("step", "loss", "scale")}
                   for r in curve if r["step"] % 50 == 0],
         "evals": [r for r in curve if "t2i_top1" in r],
+        "init": getattr(args, "base", None),   # the run we started from
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "dtype": "float16",
@@ -455,6 +567,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
       action="store_false", help="no mirrored relation images")
     a("--mirror-positives", action="store_true",
       help="also add mirrored relation scenes as positive pairs")
+    a("--aux", type=float, default=0.0,
+      help="weight of the auxiliary relation/colour-layout heads (0: off)")
+    a("--init-from", default="",
+      help="start from these CLIP weights (.safetensors), fresh optimizer")
+    a("--pos-scale", type=float, default=1.0,
+      help="multiply the image tower's position embedding at the start: "
+      "open_clip draws it at width^-0.5 (norm ~1) while a flat-colour "
+      "patch embeds at norm ~6, so position starts as a faint signal")
     a("--resume", action="store_true", help="continue from --out/ckpt.pt")
     a("--stop-at", type=int, default=0,
       help="checkpoint and stop at this step (keeps the lr schedule)")

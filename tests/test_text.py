@@ -198,16 +198,16 @@ def test_shipped_weights_reach_manifest_retrieval(shipped):
         assert r[k] >= 0.80, (k, r[k])
 
 
-def test_shipped_weights_bind_colours_above_chance(shipped):
-    # The bar (0.85) is NOT met: colours ~0.80, relations ~0.5
-    # (chance, as for real CLIP models). This pins what the manifest says.
+def test_shipped_weights_bind_colours_and_relations(shipped):
+    # The bar: the true caption beats its colour-swapped or
+    # relation-flipped twin >= 0.85 of the time, on fresh probes too.
     m = json.loads(MANIFEST.read_text())["final_metrics"]
     seed = ct.EVAL_SEED + 60_000
     got = {k: ct.binding(shipped, *ct.probe_set(seed, 200, k))
            for k in ("colors", "relation")}
     for k, b in got.items():
         assert abs(b - m[f"binding_{k}"]) <= BIND_TOL, (k, b)
-    assert got["colors"] >= 0.70
+        assert b >= 0.85, (k, b)
 
 
 def test_train_clip_runs_resumes_and_writes_manifest(tmp_path):
@@ -249,3 +249,97 @@ def test_mirrored_negatives_flip_along_the_relation_axis():
     assert torch.equal(m[0], x[0].flip(-1))
     assert torch.equal(m[1], x[2].flip(-2))
     assert ct.mirrored(x[1:2], [s_no]).shape == (0, 3, 8, 8)
+
+
+def test_mirror_scene_reflects_centres_and_flips_the_relation():
+    s = make_scene([Group("circle", "red"), Group("square", "blue")],
+                   relation="left of", seed=0)
+    m = ct.mirror_scene(s)
+    assert m.relation == "right of"
+    for a, b in zip(s.objects, m.objects):
+        assert b.cx == pytest.approx(1 - a.cx) and b.cy == a.cy
+    v = make_scene([Group("circle", "red"), Group("star", "blue")],
+                   relation="above", seed=1)
+    assert [o.cy for o in ct.mirror_scene(v).objects] == pytest.approx(
+        [1 - o.cy for o in v.objects])
+    back = ct.mirror_scene(m)
+    assert back.relation == s.relation
+    assert [o.cx for o in back.objects] == pytest.approx(
+        [o.cx for o in s.objects])
+
+
+def test_aux_targets_name_relations_and_colour_centres():
+    s = make_scene([Group("circle", "red"), Group("square", "blue")],
+                   relation="below", seed=0)
+    plain = make_scene([Group("star", "green", "small", 2)], seed=2)
+    rel = ct.relation_labels([s, plain])
+    assert ct.RELATION_CLASSES[int(rel[0])] == "below" and rel[1] == 0
+    lay = ct.color_layout([plain])[0]                       # (colours, 3)
+    g = ct.AUX_COLORS.index("green")
+    assert lay[:, 0].tolist() == [float(i == g) for i in range(len(lay))]
+    assert lay[g, 1] == pytest.approx(np.mean([o.cx for o in plain.objects]))
+
+
+def test_aux_heads_learn_separable_targets():
+    # Embeddings that carry the answers along a small direction on top of
+    # a large shared one (as trained CLIP embeddings do): the batch-
+    # standardised heads must still learn them.
+    g = torch.Generator().manual_seed(0)
+    heads = ct.AuxHeads(16)
+    rel = torch.randint(len(ct.RELATION_CLASSES), (64,), generator=g)
+    lay = torch.rand(64, len(ct.AUX_COLORS), 3, generator=g)
+    lay[..., 0] = (lay[..., 0] > 0.5).float()
+    common = torch.ones(64, 16) * 10
+    txt = common.clone()
+    txt[:, :len(ct.RELATION_CLASSES)] += 0.05 * torch.nn.functional.one_hot(
+        rel, len(ct.RELATION_CLASSES))
+    img = common + 0.05 * torch.randn(64, 16, generator=g)
+    opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
+    first = heads.loss(txt, rel, img, lay).item()
+    for _ in range(200):
+        loss = heads.loss(txt, rel, img, lay)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    heads.eval()
+    acc = (heads.relation(heads.text_norm(txt)).argmax(1) == rel).float()
+    assert loss.item() < first and acc.mean() == 1.0
+
+
+def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
+    import argparse
+    p = argparse.ArgumentParser()
+    ct.add_parser(p.add_subparsers())
+    tiny = ["--batch", "8", "--n-images", "40", "--width", "32",
+            "--embed-dim", "32", "--layers", "2", "--vision-layers", "1",
+            "--size", "32", "--eval-every", "100", "--eval-pairs", "500",
+            "--eval-probes", "30", "--no-bf16", "--mirror-positives"]
+    first = ["train-clip", "--out", str(tmp_path / "a"), "--steps", "2",
+             *tiny]
+    args = p.parse_args(first)
+    args.command_line = "first"
+    ct.train(args)
+    src = tmp_path / "a" / "clip.safetensors"
+    base = text.from_pretrained(src)
+    second = ["train-clip", "--out", str(tmp_path / "b"), "--steps", "2",
+              "--aux", "1", "--pos-scale", "3", "--init-from", str(src),
+              "--lr", "0", *tiny]
+    args = p.parse_args(second)
+    args.command_line = "second"
+    m = ct.train(args)
+    assert m["command"] == "first && second"
+    assert m["init"]["command"] == "first" and m["init"]["steps"] == 2
+    assert m["data"]["aux_weight"] == 1.0 and m["data"]["pos_scale"] == 3.0
+    out = text.from_pretrained(tmp_path / "b" / "clip.safetensors")
+    pe = "visual.positional_embedding"
+    # lr 0: weights are the source's, with the position table scaled
+    assert torch.allclose(out.clip.state_dict()[pe],
+                          3 * base.clip.state_dict()[pe], atol=1e-2)
+    assert "aux" in torch.load(tmp_path / "b" / "ckpt.pt",
+                               weights_only=False)
+    bad = p.parse_args(["train-clip", "--out", str(tmp_path / "c"),
+                        "--steps", "1", "--init-from",
+                        str(tmp_path / "missing.safetensors"), *tiny])
+    bad.command_line = "bad"
+    with pytest.raises(FileNotFoundError, match="init-from"):
+        ct.train(bad)
