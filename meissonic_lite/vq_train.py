@@ -196,9 +196,17 @@ def edge_l1(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (rx - xx).abs().mean() + (ry - xy).abs().mean()
 
 
-def decoder_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Fine-tune loss: MSE + L1 (flat colours: L1's optimum is the median,
-    not a blend) + edge L1 (sharp corners)."""
+DECODER_LOSSES = {"sharp": "mse + l1 + edge_l1", "mse": "mse"}
+
+
+def decoder_loss(rec: torch.Tensor, x: torch.Tensor, kind: str = "sharp"
+                 ) -> torch.Tensor:
+    """Fine-tune loss. 'sharp': MSE + L1 (flat colours: L1's optimum is
+    the median, not a blend) + edge L1 (sharp corners); 'mse': MSE only."""
+    if kind == "mse":
+        return F.mse_loss(rec, x)
+    if kind not in DECODER_LOSSES:
+        raise ValueError(f"unknown decoder loss {kind!r}: 'sharp' or 'mse'")
     return (F.mse_loss(rec, x) + (rec - x).abs().mean()
             + edge_l1(rec, x))
 
@@ -248,7 +256,7 @@ def train(args: argparse.Namespace) -> VQModel:
             base = json.loads(man.read_text())
             history = [base["command"]]
             model.base_manifest = base
-    history.append(_command())
+    history.append(_command(vars(args)))
     pool_path = out / "pool.pt"
     sizes = ladder(cfg.factor)
     if pool_path.is_file():
@@ -258,6 +266,7 @@ def train(args: argparse.Namespace) -> VQModel:
                  for s in sizes]
         _save_ckpt(pool_path, pools)
     crop = args.crop or sizes[0]
+    pools = [p for p in pools if p.shape[-1] >= crop]   # crops must fit
     val = held_out(64, sizes[1])
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 (closed below)
     bar = tqdm(total=args.steps, initial=step, desc="train-vq")
@@ -278,7 +287,7 @@ def train(args: argparse.Namespace) -> VQModel:
         mse = F.mse_loss(rec.float(), x)
         if finetune:
             idx = model.encode(x)
-            loss = decoder_loss(rec.float(), x)
+            loss = decoder_loss(rec.float(), x, args.decoder_loss)
         else:
             loss = mse + vq_loss
         opt.zero_grad(set_to_none=True)
@@ -360,13 +369,16 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "machine": platform.machine(),
     }
-    if base:
-        manifest["data"]["n_images_seen"] += base["data"]["n_images_seen"]
+    if base:       # data: the base run's; the fine-tune's go with it
+        tuned = manifest["data"]
+        manifest["data"] = dict(base["data"])
+        manifest["data"]["n_images_seen"] += tuned["n_images_seen"]
         manifest["decoder_finetune"] = {
             "steps": model.train_steps, "lr": args.lr,
             "wall_time_s": round(model.train_wall_s, 1),
-            "loss": "mse + l1 + edge_l1 (decoder only; encoder and "
-                    "codebook frozen, so tokens are unchanged)",
+            "loss": f"{DECODER_LOSSES[args.decoder_loss]} (decoder only; "
+                    "encoder and codebook frozen, so tokens are unchanged)",
+            "data": tuned,
             "curve": _curve(Path(args.out) / "log.jsonl"),
             "base_final_metrics": base["final_metrics"],
             "base_sha256": base["sha256"]}
@@ -407,7 +419,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-usage", type=int, default=2000)
     p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
                    help="start from these VQ weights and train only the "
-                   "decoder (MSE + L1 + edge loss); tokens stay identical")
+                   "decoder (see --decoder-loss); tokens stay identical")
+    p.add_argument("--decoder-loss", default="sharp",
+                   choices=("sharp", "mse"),
+                   help="decoder fine-tune loss: 'sharp' = MSE + L1 + edge "
+                   "L1, 'mse' = MSE only")
 
 
 def run(args: argparse.Namespace) -> None:

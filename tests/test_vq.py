@@ -157,3 +157,34 @@ def test_shipped_weights_reach_manifest():
     assert agree >= fm["judge_agreement"][str(sizes[-1])] - 0.06, agree
     st = vt.codebook_stats(m, 250, sizes[1], 3000)
     assert st["usage"] >= 0.5 and st["perplexity"] > 40
+
+
+def test_decoder_losses():
+    from meissonic_lite.vq_train import decoder_loss
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8,
+                                                           generator=g)
+    assert decoder_loss(a, b, "mse") == torch.nn.functional.mse_loss(a, b)
+    assert decoder_loss(a, b, "sharp") > decoder_loss(a, b, "mse")
+    with pytest.raises(ValueError, match="unknown decoder loss"):
+        decoder_loss(a, b, "perceptual")
+
+
+def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
+    from meissonic_lite.vq_train import main
+    src = tmp_path / "base.safetensors"
+    save_weights(tiny, src, dtype=torch.float32)
+    out = tmp_path / "ft.safetensors"
+    main(["--out", str(tmp_path / "run"), "--steps", "3", "--batch", "2",
+          "--pool", "3", "--crop", "64", "--p-clean", "1.0",
+          "--finetune-decoder", str(src), "--decoder-loss", "mse",
+          "--lr", "1e-2", "--eval-every", "100", "--export",
+          "--weights", str(out), "--final-n", "2", "--final-judge", "2",
+          "--final-usage", "2", "--fp32"])
+    ft = from_pretrained(out)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(ft.encode(x), tiny.encode(x))       # tokens kept
+    tok = tiny.encode(x)
+    assert not torch.allclose(ft.decode(tok), tiny.decode(tok))
+    man = json.loads(out.with_suffix(".json").read_text())
+    assert "--decoder-loss mse" in man["command"]
