@@ -21,6 +21,7 @@ import torch
 
 from ..pretrained import DEFAULT as TRANSFORMER_WEIGHTS
 from ..utils import atomic_write_bytes
+from ..vq import DEFAULT_WEIGHTS as VQ_WEIGHTS
 
 WEIGHTS_DIR = TRANSFORMER_WEIGHTS.parent
 TEXT_WEIGHTS = WEIGHTS_DIR / "text_encoder.safetensors"
@@ -126,6 +127,9 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
             raise ValueError("evaluate=True measures the package's "
                              "weights: ship to the package dir")
         manifest["final_metrics"] = measure()
+        # images are decoded by the shipped VQ: a decoder fine-tune keeps
+        # the tokens but changes the pictures the judge measures
+        manifest["measured_with"] = {VQ_WEIGHTS.name: _sha(VQ_WEIGHTS)}
     atomic_write_bytes(weights.with_suffix(".json"),
                        (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
