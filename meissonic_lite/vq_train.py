@@ -49,7 +49,7 @@ def render_pool(n: int, size: int, seed: int, p_clean: float,
     for i in tqdm(range(n), desc=f"render {size}px", disable=not progress):
         ex = make_example(seed + size, i, size, "short", p_clean,
                           degrade=p_clean < 1.0)
-        out[i] = torch.from_numpy(np.asarray(ex.image)).permute(2, 0, 1)
+        out[i] = torch.from_numpy(np.array(ex.image)).permute(2, 0, 1)
     return out
 
 
