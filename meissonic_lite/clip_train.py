@@ -409,7 +409,7 @@ def train(args: argparse.Namespace) -> dict:
     aux = AuxHeads(cfg.embed_dim) if args.aux > 0 else None
     opt = _optimizer(enc.clip, args, aux)
     step, wall, ckpt = 0, 0.0, out / "ckpt.pt"
-    args.history = []
+    args.history, args.base = [], None      # base: the --init-from run
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
         enc.clip.load_state_dict(st["model"])
@@ -460,7 +460,7 @@ def train(args: argparse.Namespace) -> dict:
             loss = clip_loss(im[:B], tx[:B], scale, tx[B:], im[B:])
             if aux is not None:
                 aux_loss = aux.loss(tx, relation_labels(batch + false),
-                                    im[:B].float(), color_layout(batch))
+                                    im[:B], color_layout(batch))
                 loss = loss + args.aux * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -487,7 +487,7 @@ def train(args: argparse.Namespace) -> dict:
                         "opt": opt.state_dict(), "step": step,
                         "wall": time.time() - t0,
                         "commands": args.history + [args.command_line],
-                        "base": getattr(args, "base", None)},
+                        "base": args.base},
                        tmp)
             os.replace(tmp, ckpt)
     bar.close()
@@ -526,7 +526,7 @@ def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
         "curve": [{k: r[k] for k in ("step", "loss", "scale")}
                   for r in curve if r["step"] % 50 == 0],
         "evals": [r for r in curve if "t2i_top1" in r],
-        "init": getattr(args, "base", None),   # the run we started from
+        "init": args.base,                     # the run we started from
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "dtype": "float16",
@@ -574,7 +574,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     a("--pos-scale", type=float, default=1.0,
       help="multiply the image tower's position embedding at the start: "
       "open_clip draws it at width^-0.5 (norm ~1) while a flat-colour "
-      "patch embeds at norm ~6, so position starts as a faint signal")
+      "patch embeds at norm ~8, so position starts as a faint signal")
     a("--resume", action="store_true", help="continue from --out/ckpt.pt")
     a("--stop-at", type=int, default=0,
       help="checkpoint and stop at this step (keeps the lr schedule)")

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -167,11 +166,8 @@ def _save_ckpt(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _command(args: dict | None = None) -> str:
-    """The CLI line of this run (or of a stored args dict)."""
-    if args is None:
-        return " ".join(["meissonic-lite", "train-vq"] + [
-            a for a in sys.argv[1:] if a != "train-vq"])
+def _command(args: dict) -> str:
+    """The CLI line of a run, rebuilt from its parsed arguments."""
     p = argparse.ArgumentParser()
     add_arguments(p)
     defaults = vars(p.parse_args([]))
@@ -203,20 +199,24 @@ def decoder_loss(rec: torch.Tensor, x: torch.Tensor, kind: str = "sharp"
                  ) -> torch.Tensor:
     """Fine-tune loss. 'sharp': MSE + L1 (flat colours: L1's optimum is
     the median, not a blend) + edge L1 (sharp corners); 'mse': MSE only."""
-    if kind == "mse":
-        return F.mse_loss(rec, x)
     if kind not in DECODER_LOSSES:
-        raise ValueError(f"unknown decoder loss {kind!r}: 'sharp' or 'mse'")
-    return (F.mse_loss(rec, x) + (rec - x).abs().mean()
-            + edge_l1(rec, x))
+        raise ValueError(f"unknown decoder loss {kind!r}: one of "
+                         f"{', '.join(DECODER_LOSSES)}")
+    mse = F.mse_loss(rec, x)
+    if kind == "mse":
+        return mse
+    return mse + (rec - x).abs().mean() + edge_l1(rec, x)
 
 
-def frozen_tokens_forward(model: VQModel, x: torch.Tensor) -> torch.Tensor:
+def frozen_tokens_forward(model: VQModel, x: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder fine-tune pass: tokens from the frozen encoder + codebook
-    (so every token cache stays valid), gradients only in the decoder."""
+    (so every token cache stays valid), gradients only in the decoder.
+    Returns (reconstruction, tokens)."""
     with torch.no_grad():
-        zq = model.quantizer.embed(model.encode(x))
-    return (model.decoder(zq) + 1) / 2
+        idx = model.encode(x)
+        zq = model.quantizer.embed(idx)
+    return (model.decoder(zq) + 1) / 2, idx
 
 
 def train(args: argparse.Namespace) -> VQModel:
@@ -281,12 +281,11 @@ def train(args: argparse.Namespace) -> VQModel:
         x = sample_crops(pools, args.batch, crop, gen)
         with autocast(torch.device("cpu"), args.bf16):
             if finetune:
-                rec = frozen_tokens_forward(model, x)
+                rec, idx = frozen_tokens_forward(model, x)
             else:
                 rec, idx, vq_loss = model(x, gen)
         mse = F.mse_loss(rec.float(), x)
         if finetune:
-            idx = model.encode(x)
             loss = decoder_loss(rec.float(), x, args.decoder_loss)
         else:
             loss = mse + vq_loss
@@ -421,7 +420,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from these VQ weights and train only the "
                    "decoder (see --decoder-loss); tokens stay identical")
     p.add_argument("--decoder-loss", default="sharp",
-                   choices=("sharp", "mse"),
+                   choices=tuple(DECODER_LOSSES),
                    help="decoder fine-tune loss: 'sharp' = MSE + L1 + edge "
                    "L1, 'mse' = MSE only")
 
