@@ -72,6 +72,34 @@ def flip_relation(scene: Scene) -> Scene | None:
     return dataclasses.replace(scene, relation=OPPOSITE[scene.relation])
 
 
+def _change_group(scene: Scene, i: int, **change) -> Scene:
+    """Group i and each of its objects with `change` (kind= or color=)."""
+    g = scene.groups[i]
+    groups = tuple(dataclasses.replace(h, **change) if n == i else h
+                   for n, h in enumerate(scene.groups))
+    objs = tuple(dataclasses.replace(o, **change)
+                 if (o.kind, o.color) == (g.kind, g.color) else o
+                 for o in scene.objects)
+    return dataclasses.replace(scene, groups=groups, objects=objs)
+
+
+def change_kind(scene: Scene, rng: np.random.Generator | None = None
+                ) -> Scene:
+    """One group drawn as another kind of its family (shape -> shape,
+    letter -> letter). Without `rng`: the first group, as the next kind
+    (circle -> square), the kind probe; with it: a random group and kind,
+    a hard negative."""
+    i = 0 if rng is None else int(rng.integers(len(scene.groups)))
+    g = scene.groups[i]
+    family = vocab.SHAPES if g.kind in vocab.SHAPES else vocab.LETTERS
+    used = {(h.kind, h.color) for h in scene.groups}
+    j = family.index(g.kind)
+    free = [k for k in family[j + 1:] + family[:j]
+            if (k, g.color) not in used]
+    new = free[0] if rng is None else str(rng.choice(free))
+    return _change_group(scene, i, kind=new)
+
+
 def recolor(scene: Scene, rng: np.random.Generator) -> Scene:
     """One group painted another colour (not the background's)."""
     i = int(rng.integers(len(scene.groups)))
@@ -79,17 +107,15 @@ def recolor(scene: Scene, rng: np.random.Generator) -> Scene:
     used = {(h.kind, h.color) for h in scene.groups}
     choices = [c for c in vocab.COLORS if c != scene.background
                and (g.kind, c) not in used]
-    new = str(rng.choice(choices))
-    groups = tuple(dataclasses.replace(h, color=new) if j == i else h
-                   for j, h in enumerate(scene.groups))
-    objs = tuple(dataclasses.replace(o, color=new)
-                 if (o.kind, o.color) == (g.kind, g.color) else o
-                 for o in scene.objects)
-    return dataclasses.replace(scene, groups=groups, objects=objs)
+    return _change_group(scene, i, color=str(rng.choice(choices)))
 
 
-def hard_negative(scene: Scene, rng: np.random.Generator) -> Scene:
-    """A false scene one attribute away: swap, flip, or recolour."""
+def hard_negative(scene: Scene, rng: np.random.Generator,
+                  p_kind: float = 0.0) -> Scene:
+    """A false scene one attribute away: with probability `p_kind` another
+    kind, else swap, flip, or recolour."""
+    if p_kind > 0 and rng.random() < p_kind:
+        return change_kind(scene, rng)
     options = [s for s in (swap_colors(scene), flip_relation(scene))
                if s is not None]
     if options:
@@ -144,6 +170,15 @@ def relation_labels(scenes: list[Scene]) -> torch.Tensor:
     return torch.tensor([RELATION_CLASSES.index(s.relation) for s in scenes])
 
 
+def kind_presence(scenes: list[Scene]) -> torch.Tensor:
+    """Which of the world's kinds each scene shows, multi-hot (B, K)."""
+    out = torch.zeros(len(scenes), len(vocab.KINDS))
+    for i, s in enumerate(scenes):
+        for g in s.groups:
+            out[i, vocab.KINDS.index(g.kind)] = 1.0
+    return out
+
+
 def color_layout(scenes: list[Scene]) -> torch.Tensor:
     """Per object colour: present, mean centre x, mean centre y (B, C, 3)."""
     out = torch.zeros(len(scenes), len(AUX_COLORS), 3)
@@ -157,10 +192,12 @@ def color_layout(scenes: list[Scene]) -> torch.Tensor:
 
 class AuxHeads(torch.nn.Module):
     """Linear heads on the embeddings: relation from a caption, colour
-    layout from an image. Training only; the shipped CLIP has none."""
+    layout from an image, and (if `kind_weight` > 0) the kinds named by a
+    caption and shown in an image. Training only; never shipped."""
 
-    def __init__(self, embed_dim: int) -> None:
+    def __init__(self, embed_dim: int, kind_weight: float = 0.0) -> None:
         super().__init__()
+        self.kind_weight = kind_weight
         # Batch-standardised inputs: the embeddings of different captions
         # share one large common direction (cosines near 1), so a plain
         # linear head would see differences too small to learn from.
@@ -168,17 +205,28 @@ class AuxHeads(torch.nn.Module):
         self.image_norm = torch.nn.BatchNorm1d(embed_dim, affine=False)
         self.relation = torch.nn.Linear(embed_dim, len(RELATION_CLASSES))
         self.layout = torch.nn.Linear(embed_dim, 3 * len(AUX_COLORS))
+        if kind_weight > 0:
+            self.text_kinds = torch.nn.Linear(embed_dim, len(vocab.KINDS))
+            self.image_kinds = torch.nn.Linear(embed_dim, len(vocab.KINDS))
 
     def loss(self, txt: torch.Tensor, rel: torch.Tensor, img: torch.Tensor,
-             layout: torch.Tensor) -> torch.Tensor:
-        """CE on relations + BCE on presence + MSE on present centres."""
+             layout: torch.Tensor, txt_kinds: torch.Tensor | None = None,
+             img_kinds: torch.Tensor | None = None) -> torch.Tensor:
+        """CE on relations + BCE on presence + MSE on present centres
+        (+ kind_weight * BCE on the kinds of captions and images)."""
         rel_loss = F.cross_entropy(self.relation(self.text_norm(txt)), rel)
         pred = self.layout(self.image_norm(img)).unflatten(-1, (-1, 3))
         present = layout[..., 0]
         bce = F.binary_cross_entropy_with_logits(pred[..., 0], present)
         err = ((pred[..., 1:].sigmoid() - layout[..., 1:]) ** 2).sum(-1)
         mse = (err * present).sum() / present.sum().clamp(min=1)
-        return rel_loss + bce + 10 * mse
+        total = rel_loss + bce + 10 * mse
+        if self.kind_weight > 0:
+            bce_k = F.binary_cross_entropy_with_logits
+            total = total + self.kind_weight * (
+                bce_k(self.text_kinds(self.text_norm(txt)), txt_kinds)
+                + bce_k(self.image_kinds(self.image_norm(img)), img_kinds))
+        return total
 
 
 def caption_pair(scene: Scene, negative: Scene, rng: np.random.Generator,
@@ -216,9 +264,11 @@ def probe_set(seed: int, n: int, kind: str, size: int = 64
     """n held-out images with true and swapped captions.
 
     kind 'colors': two groups trade colours; 'relation': left/right or
-    above/below flipped. Scenes without such a swap are skipped.
+    above/below flipped; 'kinds': one group drawn as another kind. Scenes
+    without such a swap are skipped.
     """
-    swap = {"colors": swap_colors, "relation": flip_relation}[kind]
+    swap = {"colors": swap_colors, "relation": flip_relation,
+            "kinds": change_kind}[kind]
     imgs, pos, neg, i = [], [], [], 0
     while len(imgs) < n:
         ex = make_example(seed, i, size)
@@ -290,10 +340,12 @@ def binding(enc: TextEncoder, images: torch.Tensor, pos: list[str],
 
 def evaluate(enc: TextEncoder, seed: int = EVAL_SEED, n_pairs: int = 1000,
              n_probe: int = 300) -> dict:
-    """Held-out retrieval (groups of 100) and binding (both swap kinds)."""
+    """Held-out retrieval (groups of 100) and binding: colours swapped,
+    relation flipped (the bars, averaged as `binding`) and one kind
+    changed (a probe without a bar)."""
     size = enc.cfg.image_size
     out = retrieval(enc, *heldout_pairs(seed, n_pairs, size))
-    for kind in ("colors", "relation"):
+    for kind in ("colors", "relation", "kinds"):
         out[f"binding_{kind}"] = binding(
             enc, *probe_set(seed + 1, n_probe, kind, size))
     out["binding"] = (out["binding_colors"] + out["binding_relation"]) / 2
@@ -302,12 +354,13 @@ def evaluate(enc: TextEncoder, seed: int = EVAL_SEED, n_pairs: int = 1000,
 
 # -- training ----------------------------------------------------------------
 def batch_pairs(scenes: list[Scene], idx: torch.Tensor, seed: int,
-                step: int) -> tuple[list[str], list[str], list[Scene]]:
+                step: int, p_kind: float = 0.0
+                ) -> tuple[list[str], list[str], list[Scene]]:
     """Fresh true captions, their hard negatives, and the false scenes."""
     pos, neg, false = [], [], []
     for j, i in enumerate(idx.tolist()):
         rng = np.random.default_rng([seed, step, j])
-        bad = hard_negative(scenes[i], rng)
+        bad = hard_negative(scenes[i], rng, p_kind)
         p, q = caption_pair(scenes[i], bad, rng)
         pos.append(p)
         neg.append(q)
@@ -406,7 +459,7 @@ def train(args: argparse.Namespace) -> dict:
         vision_width=args.width, vision_layers=args.vision_layers,
         init_seed=args.seed)
     enc = TextEncoder(build_clip(cfg), cfg, trainable=True)
-    aux = AuxHeads(cfg.embed_dim) if args.aux > 0 else None
+    aux = AuxHeads(cfg.embed_dim, args.aux_kinds) if args.aux > 0 else None
     opt = _optimizer(enc.clip, args, aux)
     step, wall, ckpt = 0, 0.0, out / "ckpt.pt"
     args.history, args.base = [], None      # base: the --init-from run
@@ -425,8 +478,8 @@ def train(args: argparse.Namespace) -> dict:
         if args.init_from:
             base = _init_from(enc, cfg, Path(args.init_from))
             args.base = {k: base[k] for k in ("command", "steps",
-                         "wall_time_s", "final_metrics", "curve", "evals")
-                         if k in base}
+                         "wall_time_s", "final_metrics", "curve", "evals",
+                         "init") if k in base}     # "init": its own source
             args.history = [base["command"]] if base else []
         with torch.no_grad():       # see --pos-scale
             enc.clip.visual.positional_embedding.mul_(args.pos_scale)
@@ -437,7 +490,8 @@ def train(args: argparse.Namespace) -> dict:
     while step < stop:
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(len(scenes), (args.batch,), generator=g)
-        pos, neg, false = batch_pairs(scenes, idx, args.seed, step)
+        pos, neg, false = batch_pairs(scenes, idx, args.seed, step,
+                                      args.kind_negatives)
         x = images[idx].float() / 255                    # (B, 3, S, S)
         batch = [scenes[i] for i in idx]
         if args.mirror_positives:
@@ -460,7 +514,9 @@ def train(args: argparse.Namespace) -> dict:
             loss = clip_loss(im[:B], tx[:B], scale, tx[B:], im[B:])
             if aux is not None:
                 aux_loss = aux.loss(tx, relation_labels(batch + false),
-                                    im[:B], color_layout(batch))
+                                    im[:B], color_layout(batch),
+                                    kind_presence(batch + false),
+                                    kind_presence(batch))
                 loss = loss + args.aux * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -516,6 +572,8 @@ def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
                  "mirror_negatives": args.mirror_negatives,
                  "mirror_positives": args.mirror_positives,
                  "aux_weight": args.aux, "pos_scale": args.pos_scale,
+                 "aux_kinds_weight": args.aux_kinds,
+                 "kind_negatives": args.kind_negatives,
                  "init_from": args.init_from or None,
                  "heldout": f"world seed {EVAL_SEED} (pairs) and "
                  f"{EVAL_SEED + 1} (binding probes)"},
@@ -569,6 +627,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
       help="also add mirrored relation scenes as positive pairs")
     a("--aux", type=float, default=0.0,
       help="weight of the auxiliary relation/colour-layout heads (0: off)")
+    a("--aux-kinds", type=float, default=0.0,
+      help="with --aux: weight of two more heads naming the kinds in a "
+      "caption and in an image (0: off)")
+    a("--kind-negatives", type=float, default=0.0,
+      help="share of hard negatives that change one group's kind "
+      "(circle -> star) instead of a colour or the relation")
     a("--init-from", default="",
       help="start from these CLIP weights (.safetensors), fresh optimizer")
     a("--pos-scale", type=float, default=1.0,

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .vq_layers import Decoder, Encoder, VectorQuantizer
+from .vq_layers import Decoder, Encoder, PatchEncoder, VectorQuantizer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "vq.safetensors"
@@ -40,6 +40,7 @@ class VQConfig:
     ema_decay: float = 0.99         # codebook running-mean decay
     commitment: float = 0.25        # beta in the VQ-VAE loss
     dead_threshold: float = 0.03    # EMA count below which a code restarts
+    encoder: str = "conv"           # "conv" (VQGAN-like) or "patch" (local)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -51,6 +52,9 @@ class VQConfig:
             raise ValueError(
                 f"channels needs log2(factor) + 1 = {int(levels) + 1} "
                 f"entries for factor {self.factor}, got {self.channels}")
+        if self.encoder not in ("conv", "patch"):
+            raise ValueError(f"encoder must be 'conv' or 'patch', got "
+                             f"{self.encoder!r}")
         if not 2 <= self.num_codes <= 65535:
             raise ValueError(
                 f"num_codes must be in 2..65535, got {self.num_codes}")
@@ -68,7 +72,10 @@ class VQModel(nn.Module):
     def __init__(self, config: VQConfig | None = None):
         super().__init__()
         self.config = config = config or VQConfig()
-        self.encoder = Encoder(config.channels, config.code_dim)
+        self.encoder = (
+            PatchEncoder(config.channels, config.code_dim, config.factor)
+            if config.encoder == "patch"
+            else Encoder(config.channels, config.code_dim))
         self.quantizer = VectorQuantizer(
             config.num_codes, config.code_dim, config.ema_decay,
             config.commitment, config.dead_threshold)

@@ -54,6 +54,35 @@ class Encoder(nn.Module):
         return self.body(self.conv_in(x))
 
 
+class PatchEncoder(nn.Module):
+    """Patch-local encoder: each f x f pixel patch -> one code vector, on
+    its own (B, 3, H, W) -> (B, code_dim, H/f, W/f).
+
+    A f x f stride-f conv, then per-position residual MLPs (1x1 convs, no
+    GroupNorm), so a token depends on its own pixels only: a flat patch
+    of one colour gets one code wherever it sits, and an edge gets the same
+    code in every image. The conv encoder's 3x3 receptive field and
+    image-wide GroupNorm statistics let identical patches take dozens of
+    codes (chapter 2 measures it), which the transformer must then guess.
+    """
+
+    def __init__(self, channels: tuple[int, ...], code_dim: int,
+                 factor: int):
+        super().__init__()
+        c = channels[-1]
+        self.patch = nn.Conv2d(3, c, factor, stride=factor)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.SiLU(), nn.Conv2d(c, 2 * c, 1), nn.SiLU(),
+                          nn.Conv2d(2 * c, c, 1)) for _ in range(2))
+        self.out = nn.Sequential(nn.SiLU(), nn.Conv2d(c, code_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.patch(x)
+        for blk in self.blocks:
+            h = h + blk(h)
+        return self.out(h)
+
+
 class Decoder(nn.Module):
     """(B, code_dim, h, w) -> (B, 3, h*f, w*f), roughly in [-1, 1]."""
 

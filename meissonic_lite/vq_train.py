@@ -132,6 +132,38 @@ def codebook_stats(model: VQModel, n: int, size: int,
             "perplexity": float(ent.exp()), "counts": counts.long().tolist()}
 
 
+@torch.no_grad()
+def flat_patch_purity(model: VQModel, n: int = 100, size: int = 128,
+                      seed: int = EVAL_SEED + 3) -> dict:
+    """Do identical patches get one code? On n clean renders, every f x f
+    patch of a single colour: per colour, the share of such patches that
+    take that colour's most common code, and how many codes they take.
+    A transformer must predict whichever code the encoder chose, so
+    purity below 1 is entropy the generator pays for and cannot see."""
+    f = model.config.factor
+    codes: dict[tuple, torch.Tensor] = {}
+    for i in range(0, n, 50):
+        x = held_out(min(50, n - i), size, True, seed + i)
+        tok = model.encode(x)                                   # (B, h, w)
+        px = (x * 255).round().long()                           # (B,3,H,W)
+        p = px.unfold(2, f, f).unfold(3, f, f)                  # B,3,h,w,f,f
+        p = p.flatten(-2)                                       # B,3,h,w,ff
+        flat = (p == p[..., :1]).all(-1).all(1)                 # (B, h, w)
+        col = p[..., 0].permute(0, 2, 3, 1)[flat]               # (N, 3)
+        for c, t in zip(col.tolist(), tok[flat].tolist()):
+            codes.setdefault(tuple(c), torch.zeros(
+                model.config.num_codes, dtype=torch.long))[t] += 1
+    per = {c: v for c, v in codes.items() if v.sum() >= 50}
+    if not per:
+        raise ValueError("no colour has 50 flat patches; raise n")
+    top = [float(v.max() / v.sum()) for v in per.values()]
+    distinct = [int((v > 0).sum()) for v in per.values()]
+    return {"purity": round(sum(top) / len(top), 4),
+            "min_purity": round(min(top), 4),
+            "codes_per_colour": round(sum(distinct) / len(distinct), 1),
+            "colours": len(per), "n": n}
+
+
 def final_metrics(model: VQModel, n_psnr: int = 200, n_judge: int = 500,
                   n_usage: int = 2000) -> dict:
     """Every quality bar of the tokenizer, measured on fresh renders."""
@@ -148,6 +180,7 @@ def final_metrics(model: VQModel, n_psnr: int = 200, n_judge: int = 500,
     out["usage"] = round(st["usage"], 4)
     out["perplexity"] = round(st["perplexity"], 2)
     out["usage_size"] = sizes[1]
+    out["flat_patches"] = flat_patch_purity(model, size=sizes[-1])
     out["n"] = {"psnr": n_psnr, "judge": n_judge, "usage": n_usage}
     return out
 
@@ -234,7 +267,8 @@ def train(args: argparse.Namespace) -> VQModel:
     else:
         cfg = VQConfig(factor=args.factor, num_codes=args.num_codes,
                        code_dim=args.code_dim, channels=tuple(
-                           int(c) for c in args.channels.split(",")))
+                           int(c) for c in args.channels.split(",")),
+                       encoder=args.encoder)
         model = VQModel(cfg)
         params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99))
@@ -398,6 +432,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-codes", type=int, default=512)
     p.add_argument("--code-dim", type=int, default=16)
     p.add_argument("--channels", default="32,64,64")
+    p.add_argument("--encoder", default="conv", choices=("conv", "patch"),
+                   help="conv: VQGAN-like encoder; patch: each token from "
+                   "its own f x f pixels only (no GroupNorm)")
     p.add_argument("--pool", type=int, default=4000,
                    help="training renders per ladder size")
     p.add_argument("--p-clean", type=float, default=0.5,

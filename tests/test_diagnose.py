@@ -60,3 +60,41 @@ def test_oracle_scores_one_and_baselines_are_exact():
 def test_bad_rates():
     with pytest.raises(ValueError, match="mask rates"):
         masked_token_accuracy(None, FakeVQ(), FakeText(), rates=(0.0,))
+
+
+class RecordingText:
+    """Pooled[:, 0] = which call this is (0 true, 1 other kind, 2 empty)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, prompts):
+        self.calls.append(list(prompts))
+        pooled = torch.full((len(prompts), 8), float(len(self.calls) - 1))
+        return torch.zeros(len(prompts), 3, 8), pooled
+
+
+class KindReader(Oracle):
+    """Sure of the true grid with the true prompt; uniform otherwise."""
+
+    def forward(self, ids, states, pooled, micro, level):
+        hot = super().forward(ids, states, pooled, micro, level)
+        sure = (pooled[:, 0] == 0).float()[:, None, None, None]
+        return 20 * hot * sure
+
+
+def test_prompt_use_measures_kind_and_text_gain_on_object_tokens():
+    from meissonic_lite.training.diagnose import prompt_use
+    vq, txt = FakeVQ(), RecordingText()
+    r = prompt_use(KindReader(vq.grid), vq, txt, n=3, size=32)
+    true, other, empty = txt.calls
+    assert empty == [""] * 3
+    assert all(a != b for a, b in zip(true, other))      # one kind changed
+    assert r["object_tokens"] == 3 * 4                   # the 2x2 blocks
+    assert r["ce_true"] < 1e-6
+    assert r["ce_other_kind"] == pytest.approx(torch.log(torch.tensor(
+        10.0)).item(), rel=1e-5)                         # uniform
+    assert r["kind_gain"] == pytest.approx(r["ce_other_kind"], rel=1e-5)
+    assert r["text_gain"] == pytest.approx(r["kind_gain"])
+    with pytest.raises(ValueError, match="mask rate"):
+        prompt_use(KindReader(vq.grid), vq, txt, rate=0.0)

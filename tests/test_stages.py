@@ -73,3 +73,21 @@ def test_stale_cache_is_rebuilt(tmp_path, capsys):
     meta = json.loads((tmp_path / "cache" / "stage1" / "meta.json")
                       .read_text())
     assert meta["count"] == 12
+
+
+def test_a_stage_can_train_on_a_candidate_tokenizer(tmp_path):
+    # --vq: tokens from another VQ (here an untrained patch-local one with
+    # 64 codes); the cache, the model's codebook and the manifest follow it
+    from meissonic_lite.vq import VQConfig, VQModel, save_weights
+    torch.manual_seed(0)
+    cand = VQModel(VQConfig(num_codes=64, code_dim=4, channels=(8, 8, 8),
+                            encoder="patch"))
+    save_weights(cand, tmp_path / "cand.safetensors")
+    m = run_stage(1, tmp_path / "runs", tmp_path / "cache", steps=1,
+                  n_images=8, batch_size=4,
+                  vq_path=tmp_path / "cand.safetensors")
+    meta = json.loads((tmp_path / "cache" / "stage1" / "meta.json")
+                      .read_text())
+    assert m["vq"]["tokenizer_sha256"] == meta["tokenizer_sha256"]
+    assert m["vq"]["path"].endswith("cand.safetensors")
+    assert m["model_config"]["codebook_size"] == 64

@@ -12,6 +12,7 @@ import torch
 
 from meissonic_lite import clip_train as ct
 from meissonic_lite import text
+from meissonic_lite.world import vocab
 from meissonic_lite.world.scene import Group, make_scene
 
 TINY = text.TextEncoderConfig(embed_dim=32, text_width=32, text_layers=3,
@@ -161,6 +162,21 @@ def test_hard_negatives_change_exactly_one_attribute():
     assert r.groups != same_kind.groups
 
 
+def test_kind_hard_negatives_only_when_asked():
+    s = make_scene([Group("circle", "red"), Group("A", "blue", count=2)],
+                   seed=0)
+    for seed in range(20):
+        off = ct.hard_negative(s, np.random.default_rng(seed))
+        assert [g.kind for g in off.groups] == ["circle", "A"]
+        on = ct.hard_negative(s, np.random.default_rng(seed), p_kind=1.0)
+        changed = [(a.kind, b.kind) for a, b in zip(s.groups, on.groups)
+                   if a.kind != b.kind]
+        assert len(changed) == 1 and [g.color for g in on.groups] == \
+            ["red", "blue"]
+        old, new = changed[0]                    # same family
+        assert (old in vocab.SHAPES) == (new in vocab.SHAPES)
+
+
 def test_clip_scores(enc):
     imgs = torch.rand(3, 3, 32, 32)
     s = enc.clip_score(imgs, ["a", "b", "c"])
@@ -280,6 +296,48 @@ def test_aux_targets_name_relations_and_colour_centres():
     assert lay[g, 1] == pytest.approx(np.mean([o.cx for o in plain.objects]))
 
 
+def test_kind_targets_and_kind_probe():
+    s = make_scene([Group("circle", "red"), Group("B", "blue", count=2)],
+                   seed=0)
+    k = ct.kind_presence([s])[0]
+    assert k.sum() == 2 and k[vocab.KINDS.index("circle")] == 1
+    assert k[vocab.KINDS.index("B")] == 1
+    t = ct.change_kind(s)
+    assert [g.kind for g in t.groups] == ["square", "B"]
+    assert [o.kind for o in t.objects].count("square") == 1
+    assert [o.kind for o in t.objects].count("B") == 2
+    # the next kind is skipped when the scene already has it in that colour
+    u = make_scene([Group("Z", "red"), Group("A", "red")], seed=0)
+    assert ct.change_kind(u).groups[0].kind == "B"
+    imgs, pos, neg = ct.probe_set(ct.EVAL_SEED, 4, "kinds", 32)
+    assert imgs.shape == (4, 3, 32, 32) and all(
+        a != b for a, b in zip(pos, neg))
+
+
+def test_aux_kind_heads_add_a_loss_and_learn():
+    # Kinds carried by a small direction on a large shared one, as in
+    # test_aux_heads_learn_separable_targets: the kind head must read them.
+    g = torch.Generator().manual_seed(0)
+    assert not hasattr(ct.AuxHeads(32), "text_kinds")
+    heads = ct.AuxHeads(32, kind_weight=1.0)
+    rel = torch.zeros(64, dtype=torch.long)
+    lay = torch.zeros(64, len(ct.AUX_COLORS), 3)
+    kinds = (torch.rand(64, 32, generator=g) < 0.2).float()
+    txt = 10 + 0.05 * kinds
+    img = 10 + 0.05 * torch.randn(64, 32, generator=g)
+    opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
+    first = heads.loss(txt, rel, img, lay, kinds, kinds).item()
+    for _ in range(300):
+        loss = heads.loss(txt, rel, img, lay, kinds, kinds)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    heads.eval()
+    pred = heads.text_kinds(heads.text_norm(txt)) > 0
+    assert loss.item() < first
+    assert (pred == kinds.bool()).float().mean() >= 0.99
+
+
 def test_aux_heads_learn_separable_targets():
     # Embeddings that carry the answers along a small direction on top of
     # a large shared one (as trained CLIP embeddings do): the batch-
@@ -322,7 +380,8 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
     src = tmp_path / "a" / "clip.safetensors"
     base = text.from_pretrained(src)
     second = ["train-clip", "--out", str(tmp_path / "b"), "--steps", "2",
-              "--aux", "1", "--pos-scale", "3", "--init-from", str(src),
+              "--aux", "1", "--aux-kinds", "0.5", "--pos-scale", "3",
+              "--init-from", str(src),
               "--lr", "0", *tiny]
     args = p.parse_args(second)
     args.command_line = "second"
@@ -330,6 +389,8 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
     assert m["command"] == "first && second"
     assert m["init"]["command"] == "first" and m["init"]["steps"] == 2
     assert m["data"]["aux_weight"] == 1.0 and m["data"]["pos_scale"] == 3.0
+    assert m["data"]["aux_kinds_weight"] == 0.5
+    assert "binding_kinds" in m["final_metrics"]
     out = text.from_pretrained(tmp_path / "b" / "clip.safetensors")
     pe = "visual.positional_embedding"
     # lr 0: weights are the source's, with the position table scaled
@@ -337,6 +398,14 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
                           3 * base.clip.state_dict()[pe], atol=1e-2)
     assert "aux" in torch.load(tmp_path / "b" / "ckpt.pt",
                                weights_only=False)
+    third = ["train-clip", "--out", str(tmp_path / "d"), "--steps", "2",
+             "--init-from", str(tmp_path / "b" / "clip.safetensors"), *tiny]
+    args = p.parse_args(third)
+    args.command_line = "third"
+    m3 = ct.train(args)                  # the chain of sources is kept
+    assert m3["command"] == "first && second && third"
+    assert m3["init"]["command"] == "first && second"
+    assert m3["init"]["init"]["command"] == "first"
     bad = p.parse_args(["train-clip", "--out", str(tmp_path / "c"),
                         "--steps", "1", "--init-from",
                         str(tmp_path / "missing.safetensors"), *tiny])

@@ -145,7 +145,7 @@ def test_shipped_weights_reach_manifest():
     man = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     fm = man["final_metrics"]
     m = from_pretrained()
-    assert m.config.to_dict() == man["config"]
+    assert m.config == VQConfig(**man["config"])   # older keys: defaults
     assert m.weights_sha256 == man["sha256"]
     sizes = vt.ladder(m.config.factor)
     for size in sizes:
@@ -188,3 +188,27 @@ def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
     assert not torch.allclose(ft.decode(tok), tiny.decode(tok))
     man = json.loads(out.with_suffix(".json").read_text())
     assert "--decoder-loss mse" in man["command"]
+
+
+def test_patch_encoder_is_local_and_flat_patches_are_pure():
+    # patch mode: a token depends on its own f x f pixels only, so every
+    # flat patch of one colour gets one code, trained or not
+    from meissonic_lite.vq_train import flat_patch_purity
+    torch.manual_seed(0)
+    m = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8),
+                         encoder="patch")).eval()
+    x = torch.rand(1, 3, 32, 32)
+    y = x.clone()
+    y[:, :, 4:8, 8:12] = torch.rand(3, 4, 4)          # token (1, 2) only
+    with torch.no_grad():
+        za, zb = m.encoder(x * 2 - 1), m.encoder(y * 2 - 1)
+    changed = (za - zb).abs().amax(1)[0] > 0
+    assert changed.nonzero().tolist() == [[1, 2]]
+    r = flat_patch_purity(m, n=20, size=32)
+    assert r["purity"] == 1.0 and r["codes_per_colour"] == 1.0
+    conv = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8)))
+    with torch.no_grad():
+        za, zb = conv.encoder(x * 2 - 1), conv.encoder(y * 2 - 1)
+    assert int(((za - zb).abs().amax(1)[0] > 0).sum()) > 1   # reaches out
+    with pytest.raises(ValueError, match="encoder"):
+        VQConfig(encoder="vit")

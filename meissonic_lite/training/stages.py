@@ -158,8 +158,12 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
               caches: str | Path = "cache", steps: int | None = None,
               resume: bool = False, seed: int = 0,
               device: str = "cpu", n_images: int | None = None,
-              batch_size: int | None = None) -> dict:
-    """Extract the stage's cache if needed, train, write weights+manifest."""
+              batch_size: int | None = None,
+              vq_path: str | Path | None = None) -> dict:
+    """Extract the stage's cache if needed, train, write weights+manifest.
+
+    `vq_path` trains on another tokenizer's tokens (default: the shipped
+    one), e.g. a candidate VQ that must ship together with this model."""
     from .. import text, vq
     from ..pretrained import save_transformer
     from ..token_cache import extract, load_cache
@@ -171,7 +175,7 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
                    batch_size=batch_size or spec.batch_size)
     runs, caches = Path(runs), Path(caches)
     out = runs / f"stage{stage}"
-    tok = vq.from_pretrained()
+    tok = vq.from_pretrained(vq_path)
     cache_dir = caches / f"stage{stage}"
     want = {"count": spec.n_images, "world_seed": 1000 + stage,
             "caption_style": spec.caption_style, "p_clean": spec.p_clean,
@@ -221,6 +225,8 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         "stage": asdict(spec), "model_config": asdict(cfg),
         "train_config": asdict(tcfg), "seed": seed,
         "data": data.meta, "steps": trainer.step,
+        "vq": {"path": str(vq_path or vq.DEFAULT_WEIGHTS),
+               "tokenizer_sha256": tok.tokenizer_sha256},
         "wall_time_s": round(wall, 1),
         "sampling_time_s": round(sampler.seconds, 1),
         "final_metrics": {"train_loss_last20": (
@@ -246,6 +252,8 @@ def add_parser(sub):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--vq", default=None, help="tokenizer weights to train "
+                   "on (default: the shipped VQ)")
     p.add_argument("--ship", action="store_true", help="after training, "
                    "ship stage 4 as the package's default model (measures "
                    "it with the judge and writes the manifest)")
@@ -263,7 +271,8 @@ def add_parser(sub):
         stages = [1, 2, 3, 4] if args.stage == "all" else [int(args.stage)]
         for s in stages:
             m = run_stage(s, args.runs, args.caches, args.steps,
-                          args.resume, args.seed, args.device)
+                          args.resume, args.seed, args.device,
+                          vq_path=args.vq)
             print(f"stage {s}: {m['steps']} steps in {m['wall_time_s']} s,"
                   f" loss {m['final_metrics']['train_loss_last20']:.3f}")
         if args.ship:
