@@ -91,3 +91,37 @@ def test_a_stage_can_train_on_a_candidate_tokenizer(tmp_path):
     assert m["vq"]["tokenizer_sha256"] == meta["tokenizer_sha256"]
     assert m["vq"]["path"].endswith("cand.safetensors")
     assert m["model_config"]["codebook_size"] == 64
+
+
+def test_ship_takes_the_tokenizer_the_stages_were_trained_on(tmp_path):
+    from meissonic_lite.training.ship import ship
+    from meissonic_lite.vq import (
+        DEFAULT_WEIGHTS,
+        VQConfig,
+        VQModel,
+        from_pretrained,
+        save_weights,
+    )
+    torch.manual_seed(0)
+    cand = VQModel(VQConfig(num_codes=64, code_dim=4, channels=(8, 8, 8),
+                            encoder="patch"))
+    src = tmp_path / "cand.safetensors"
+    save_weights(cand, src)
+    (tmp_path / "cand.json").write_text('{"command": "train-vq ..."}')
+    runs, caches = tmp_path / "runs", tmp_path / "cache"
+    for s in (1, 2, 3, 4):
+        run_stage(s, runs, caches, steps=1, n_images=4, batch_size=2,
+                  vq_path=src)
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    with pytest.raises(ValueError, match="pass --vq"):
+        ship(runs, evaluate=False, dest=dest)       # package VQ: wrong one
+    with pytest.raises(ValueError, match="pass --vq"):
+        ship(runs, evaluate=False, dest=dest, vq=DEFAULT_WEIGHTS)
+    man = ship(runs, evaluate=False, dest=dest, vq=src)
+    shipped = from_pretrained(dest / "vq.safetensors")
+    assert shipped.config.encoder == "patch"
+    assert (dest / "vq.json").read_text().startswith('{"command"')
+    assert man["tokenizer"]["tokenizer_sha256"] == shipped.tokenizer_sha256
+    assert ship(runs, evaluate=False, dest=dest)["tokenizer"] == \
+        man["tokenizer"]                           # now found in dest

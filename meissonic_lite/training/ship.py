@@ -73,10 +73,40 @@ def measure(steps: int | None = None, guidance: float | None = None,
                 progress=progress)}}
 
 
+def _ship_tokenizer(stages: dict, vq: str | Path | None, dest: Path
+                    ) -> Path:
+    """The VQ the stages were trained on, copied to `dest` if `vq` names
+    it; refuses a tokenizer whose tokens differ from the stages' own."""
+    from ..vq import from_pretrained
+    shas = {m["data"].get("tokenizer_sha256") for m in stages.values()}
+    if len(shas) != 1:
+        raise ValueError(f"the four stages were trained on different "
+                         f"tokenizers ({sorted(map(str, shas))})")
+    want = shas.pop()
+    target = dest / VQ_WEIGHTS.name
+    src = Path(vq) if vq else (target if target.is_file() else VQ_WEIGHTS)
+    have = from_pretrained(src).tokenizer_sha256
+    if have != want:
+        used = stages[4].get("vq", {}).get("path", "another VQ")
+        raise ValueError(f"the stages were trained on the tokens of "
+                         f"{used} (tokenizer {want[:12]}), but {src} makes "
+                         f"other tokens ({have[:12]}): pass --vq with the "
+                         f"tokenizer they were trained on")
+    if vq and src.resolve() != target.resolve():
+        shutil.copyfile(src, target)
+        if src.with_suffix(".json").is_file():
+            shutil.copyfile(src.with_suffix(".json"),
+                            target.with_suffix(".json"))
+    return target if target.is_file() else VQ_WEIGHTS
+
+
 def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
-         dest: str | Path = WEIGHTS_DIR) -> dict:
+         dest: str | Path = WEIGHTS_DIR, vq: str | Path | None = None
+         ) -> dict:
     """Copy stage 4 into `dest` (the package), keep the stage grids,
-    measure, and write the manifest; returns it."""
+    measure, and write the manifest; returns it. `vq`: the tokenizer the
+    stages were trained on, shipped with them (default: the one in
+    `dest`, which must make the same tokens)."""
     runs, dest = Path(runs), Path(dest)
     weights = dest / TRANSFORMER_WEIGHTS.name
     text_weights, grids = dest / TEXT_WEIGHTS.name, dest / STAGE_GRIDS.name
@@ -87,6 +117,7 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
             raise FileNotFoundError(f"{man} not found: run `meissonic-lite "
                                     f"train --stage {s}` first")
         stages[s] = json.loads(man.read_text())
+    vq_file = _ship_tokenizer(stages, vq, dest)
     last = runs / "stage4"
     shutil.copyfile(last / "model.safetensors", weights)
     shutil.copyfile(last / "clip.safetensors", text_weights)
@@ -119,6 +150,9 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
         "wall_time_s": round(sum(m["wall_time_s"]
                                  for m in stages.values()), 1),
         "files": {p.name: _sha(p) for p in (weights, text_weights)},
+        "tokenizer": {"file": vq_file.name, "sha256": _sha(vq_file),
+                      "tokenizer_sha256": stages[4]["data"].get(
+                          "tokenizer_sha256")},
         "dtype": "float16",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__}

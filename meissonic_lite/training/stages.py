@@ -253,7 +253,8 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--vq", default=None, help="tokenizer weights to train "
-                   "on (default: the shipped VQ)")
+                   "on, and with --ship/--ship-only to ship with the model "
+                   "(default: the shipped VQ)")
     p.add_argument("--ship", action="store_true", help="after training, "
                    "ship stage 4 as the package's default model (measures "
                    "it with the judge and writes the manifest)")
@@ -265,7 +266,7 @@ def add_parser(sub):
     def cmd(args):
         from .ship import ship
         if args.ship_only:
-            m = ship(args.runs, evaluate=not args.skip_eval)
+            m = ship(args.runs, evaluate=not args.skip_eval, vq=args.vq)
             print(json.dumps(m.get("final_metrics"), indent=1))
             return
         stages = [1, 2, 3, 4] if args.stage == "all" else [int(args.stage)]
@@ -276,7 +277,7 @@ def add_parser(sub):
             print(f"stage {s}: {m['steps']} steps in {m['wall_time_s']} s,"
                   f" loss {m['final_metrics']['train_loss_last20']:.3f}")
         if args.ship:
-            m = ship(args.runs, evaluate=not args.skip_eval)
+            m = ship(args.runs, evaluate=not args.skip_eval, vq=args.vq)
             print(json.dumps(m.get("final_metrics"), indent=1))
     p.set_defaults(func=cmd)
     return p
