@@ -156,3 +156,16 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
         save_checkpoint(path, {"step": 2})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [LATEST]
+
+
+def test_training_time_adds_up_over_a_resume(tmp_path):
+    # The stage manifests report training time; a resumed run must count
+    # the steps done before the interruption too.
+    first = make_trainer(tmp_path, 3)
+    first.fit()
+    assert first.train_seconds > 0
+    saved = load_checkpoint(tmp_path / LATEST)["train_seconds"]
+    assert saved == pytest.approx(first.train_seconds)
+    second = make_trainer(tmp_path, 6)
+    second.fit(resume=True)
+    assert second.step == 6 and second.train_seconds > saved

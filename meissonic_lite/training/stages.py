@@ -212,10 +212,9 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
     trainer = Trainer(model, data, tcfg, out, null, encode,
                       model_config=asdict(cfg), extra_params=extra,
                       device=device)
-    t0 = time.perf_counter()
     sampler = StageSampler(tok, enc, spec, out / "samples", device)
     logs = trainer.fit(resume=resume, on_sample=sampler)
-    wall = time.perf_counter() - t0 - sampler.seconds
+    wall = trainer.train_seconds     # training steps only, over resumes
     save_transformer(model, out / "model.safetensors")
     if spec.train_text:
         text.save(enc.clip, enc.cfg, out / "clip.safetensors")

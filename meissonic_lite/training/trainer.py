@@ -136,6 +136,7 @@ class Trainer:
         self.null = tuple(t.to(self.device) for t in null)
         self.encode, self.model_config = encode, model_config or {}
         self.step, self.bad, self.reloads = 0, 0, 0
+        self.train_seconds = 0.0   # time in training steps, over resumes
         self.inject_nan: set[int] = set()     # test hook: fault injection
         die = os.environ.get("MEISSONIC_LITE_DIE_AT_STEP")
         self.die_at = int(die) if die else None
@@ -146,6 +147,7 @@ class Trainer:
         return {"model": self.raw.state_dict(), "opt": self.opt.state_dict(),
                 "sched": self.sched.state_dict(), "step": self.step,
                 "reloads": self.reloads, "train_config": asdict(self.cfg),
+                "train_seconds": self.train_seconds,
                 "model_config": self.model_config,
                 "ema": self.ema.state_dict() if self.ema else None}
 
@@ -164,6 +166,7 @@ class Trainer:
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         self.step, self.reloads = ck["step"], ck.get("reloads", 0)
+        self.train_seconds = ck.get("train_seconds", 0.0)
         if self.ema and ck.get("ema"):
             self.ema.load_state_dict(ck["ema"])
 
@@ -229,9 +232,11 @@ class Trainer:
 
     def _recover(self) -> None:
         """K bad steps in a row: reload the last good checkpoint, go on."""
-        step, reloads = self.step, self.reloads + 1
+        step, reloads, spent = self.step, self.reloads + 1, \
+            self.train_seconds
         self.load()
         self.step, self.reloads, self.bad = step, reloads, 0
+        self.train_seconds = spent          # time only ever adds up
 
     # ------------------------------------------------------------- loop
     def fit(self, resume: bool = False,
@@ -256,7 +261,9 @@ class Trainer:
             while self.step < self.cfg.steps:
                 if self.die_at is not None and self.step == self.die_at:
                     os.kill(os.getpid(), signal.SIGKILL)   # test hook
+                t_step = time.perf_counter()
                 log = self.train_step()
+                self.train_seconds += time.perf_counter() - t_step
                 dt = time.perf_counter() - t0
                 log["images_per_s"] = (self.step - n0) * \
                     self.cfg.batch_size / max(dt, 1e-9)
