@@ -169,3 +169,15 @@ def test_training_time_adds_up_over_a_resume(tmp_path):
     second = make_trainer(tmp_path, 6)
     second.fit(resume=True)
     assert second.step == 6 and second.train_seconds > saved
+
+
+def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
+    import json
+    make_trainer(tmp_path, 5).fit()          # checkpoints at 2, 4 and 5
+    ck = load_checkpoint(tmp_path / LATEST)
+    ck["step"] = 4                           # as if killed after step 5's log
+    save_checkpoint(tmp_path / LATEST, ck)
+    make_trainer(tmp_path, 6).fit(resume=True)
+    steps = [json.loads(x)["step"] for x in
+             (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]

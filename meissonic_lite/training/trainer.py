@@ -102,6 +102,16 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
     return out
 
 
+def _drop_log_after(path: Path, step: int) -> None:
+    """Forget log lines past the checkpoint we resume from: those steps
+    run again, and the loss curve must not count them twice."""
+    if not path.is_file():
+        return
+    keep = [x for x in path.read_text().splitlines()
+            if x and json.loads(x)["step"] <= step]
+    path.write_text("".join(x + "\n" for x in keep))
+
+
 class Trainer:
     """Train `model` on items {tokens, micro_conds, caption | states}."""
 
@@ -251,6 +261,8 @@ class Trainer:
             remove_stale_temps(self.out)
         if resume:
             self.load()
+            if self.rank == 0:
+                _drop_log_after(self.out / "log.jsonl", self.step)
         elif self.step == 0:
             self.save()                       # a good state to fall back to
         logs, t0, n0 = [], time.perf_counter(), self.step
