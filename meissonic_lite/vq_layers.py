@@ -63,7 +63,8 @@ class PatchEncoder(nn.Module):
     of one colour gets one code wherever it sits, and an edge gets the same
     code in every image. The conv encoder's 3x3 receptive field and
     image-wide GroupNorm statistics let identical patches take dozens of
-    codes (chapter 2 measures it), which the transformer must then guess.
+    codes (`vq_train.flat_patch_purity`; chapter 6), which the transformer
+    must then guess.
     """
 
     def __init__(self, channels: tuple[int, ...], code_dim: int,
