@@ -40,7 +40,7 @@ class VQConfig:
     ema_decay: float = 0.99         # codebook running-mean decay
     commitment: float = 0.25        # beta in the VQ-VAE loss
     dead_threshold: float = 0.03    # EMA count below which a code restarts
-    encoder: str = "conv"           # "conv" (VQGAN-like) or "patch" (local)
+    encoder: str = "patch"          # "patch" (local) or "conv" (VQGAN-like)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -222,7 +222,9 @@ def from_pretrained(path: str | Path | None = None,
             meta = f.metadata() or {}
             for k in f.keys():  # noqa: SIM118
                 sd[k] = f.get_tensor(k)
-        config = VQConfig(**json.loads(meta["config"]))
+        cfg = json.loads(meta["config"])
+        cfg.setdefault("encoder", "conv")    # files from before the option
+        config = VQConfig(**cfg)
         model = VQModel(config)
         sd = {k: v.float() if v.is_floating_point() else v
               for k, v in sd.items()}

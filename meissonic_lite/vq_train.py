@@ -432,9 +432,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-codes", type=int, default=512)
     p.add_argument("--code-dim", type=int, default=16)
     p.add_argument("--channels", default="32,64,64")
-    p.add_argument("--encoder", default="conv", choices=("conv", "patch"),
-                   help="conv: VQGAN-like encoder; patch: each token from "
-                   "its own f x f pixels only (no GroupNorm)")
+    p.add_argument("--encoder", default="patch", choices=("patch", "conv"),
+                   help="patch: each token from its own f x f pixels only "
+                   "(the shipped kind); conv: VQGAN-like encoder (3x3 "
+                   "convs, GroupNorm)")
     p.add_argument("--pool", type=int, default=4000,
                    help="training renders per ladder size")
     p.add_argument("--p-clean", type=float, default=0.5,

@@ -21,12 +21,13 @@ def tiny():
 @pytest.mark.parametrize("factor,chans", [(4, (8, 8, 8)),
                                           (8, (8, 8, 8, 8))])
 @pytest.mark.parametrize("hw", [(32, 32), (32, 64), (64, 40)])
-def test_round_trip_shapes(factor, chans, hw):
+@pytest.mark.parametrize("encoder", ["patch", "conv"])
+def test_round_trip_shapes(factor, chans, hw, encoder):
     H, W = hw
     if H % factor or W % factor:
         pytest.skip("not a multiple")
     m = VQModel(VQConfig(factor=factor, num_codes=16, code_dim=4,
-                         channels=chans)).eval()
+                         channels=chans, encoder=encoder)).eval()
     tok = m.encode(torch.rand(2, 3, H, W))
     assert tok.shape == (2, H // factor, W // factor)
     assert tok.dtype == torch.long
@@ -127,6 +128,22 @@ def test_save_load_round_trip(tmp_path, tiny):
     assert len(m.weights_sha256) == 64
 
 
+def test_files_from_before_the_encoder_option_load_as_conv(tmp_path):
+    # weights saved before VQConfig had `encoder` were all conv encoders
+    from safetensors.torch import load_file, save_file
+    conv = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8),
+                            encoder="conv")).eval()
+    p = tmp_path / "old.safetensors"
+    save_weights(conv, p, torch.float32)
+    cfg = conv.config.to_dict()
+    del cfg["encoder"]
+    save_file(load_file(str(p)), str(p), metadata={"config": json.dumps(cfg)})
+    m = from_pretrained(p)
+    assert m.config.encoder == "conv"
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(m.encode(x), conv.encode(x))
+
+
 def test_missing_and_corrupt_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-vq"):
         from_pretrained(tmp_path / "nope.safetensors")
@@ -156,7 +173,11 @@ def test_shipped_weights_reach_manifest():
     agree = vt.judge_agreement(m, 150, sizes[-1], seed=3000)
     assert agree >= fm["judge_agreement"][str(sizes[-1])] - 0.06, agree
     st = vt.codebook_stats(m, 250, sizes[1], 3000)
-    assert st["usage"] >= 0.5 and st["perplexity"] > 40
+    assert st["usage"] >= 0.5, st["usage"]
+    # the patch-local encoder spends few codes on flat colour: perplexity
+    # is low by design (about 23), so compare with the manifest's own
+    assert abs(st["perplexity"] - fm["perplexity"]) < 0.25 * fm[
+        "perplexity"], (st["perplexity"], fm["perplexity"])
 
 
 def test_decoder_losses():
@@ -206,7 +227,8 @@ def test_patch_encoder_is_local_and_flat_patches_are_pure():
     assert changed.nonzero().tolist() == [[1, 2]]
     r = flat_patch_purity(m, n=20, size=32)
     assert r["purity"] == 1.0 and r["codes_per_colour"] == 1.0
-    conv = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8)))
+    conv = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8),
+                            encoder="conv"))
     with torch.no_grad():
         za, zb = conv.encoder(x * 2 - 1), conv.encoder(y * 2 - 1)
     assert int(((za - zb).abs().amax(1)[0] > 0).sum()) > 1   # reaches out
