@@ -18,12 +18,14 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "NUM_LEVELS",
     "SCHEDULES",
     "Masked",
     "arccos_density",
+    "blob_keys",
     "mask_rate_level",
     "mask_ratio",
     "mask_tokens",
@@ -71,17 +73,37 @@ class Masked(NamedTuple):
     mask: torch.Tensor  # (B, H, W) bool, True where masked
 
 
+def blob_keys(b: int, h: int, w: int,
+              generator: torch.Generator | None,
+              cells: int = 4) -> torch.Tensor:
+    """(B, h*w) ranking keys whose smallest values form blobs.
+
+    A smooth random field (cells x cells normals, bicubic-upsampled to the
+    grid) plus a little uniform noise to break ties: masking the n
+    smallest keys hides whole connected regions, the size of objects,
+    instead of scattered tokens."""
+    coarse = torch.randn(b, 1, cells, cells, generator=generator)
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic",
+                          align_corners=False).reshape(b, h * w)
+    return field + 1e-3 * torch.rand(b, h * w, generator=generator)
+
+
 def mask_tokens(
     tokens: torch.Tensor,
     generator: torch.Generator | None,
     mask_id: int,
     rate: torch.Tensor | None = None,
+    blob_prob: float = 0.0,
 ) -> Masked:
-    """Mask exactly max(1, round(L r)) uniformly chosen tokens per sample.
+    """Mask exactly max(1, round(L r)) tokens per sample.
 
     `tokens` is (B, H, W) or (B, L); `rate` (B,) defaults to the arccos
-    draw. Labels are -100 on visible tokens so the loss sees masked ones
-    only (MUSE / Meissonic: cross-entropy on masked tokens).
+    draw. Positions are uniformly random (MUSE, Meissonic); with
+    `blob_prob` > 0 that share of the samples hides blobs instead
+    (`blob_keys`, needs (B, H, W)), so the model also learns to fill a
+    region whose object is hidden completely, which is what the sampler
+    asks of it once the background is decoded (chapter 6). Labels are
+    -100 on visible tokens so the loss sees masked ones only.
     """
     if tokens.dtype != torch.long:
         raise TypeError(f"tokens must be int64, got {tokens.dtype}")
@@ -96,6 +118,14 @@ def mask_tokens(
     n_mask = torch.round(rate.double() * n_tok).long().clamp(1, n_tok)
     # uniform random subset per sample: the n smallest of L uniform keys
     keys = torch.rand(b, n_tok, generator=generator, device="cpu")
+    if not 0.0 <= blob_prob <= 1.0:
+        raise ValueError(f"blob_prob must be in [0, 1], got {blob_prob}")
+    if blob_prob > 0:               # extra draws only then: same stream
+        if tokens.dim() != 3:
+            raise ValueError("blob masks need (B, H, W) tokens")
+        use = torch.rand(b, generator=generator) < blob_prob
+        blobs = blob_keys(b, tokens.shape[1], tokens.shape[2], generator)
+        keys = torch.where(use[:, None], blobs, keys)
     rank = keys.argsort(dim=1).argsort(dim=1)  # (B, L) rank of each key
     mask = (rank < n_mask[:, None]).to(tokens.device)  # (B, L)
     inp = torch.where(mask, torch.full_like(flat, mask_id), flat)

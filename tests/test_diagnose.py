@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meissonic_lite.training.diagnose import masked_token_accuracy
+from meissonic_lite.training.diagnose import (
+    hidden_object_fill,
+    masked_token_accuracy,
+)
 
 
 class FakeVQ:
@@ -98,3 +101,52 @@ def test_prompt_use_measures_kind_and_text_gain_on_object_tokens():
     assert r["text_gain"] == pytest.approx(r["kind_gain"])
     with pytest.raises(ValueError, match="mask rate"):
         prompt_use(KindReader(vq.grid), vq, txt, rate=0.0)
+
+
+class BackgroundOnly(Oracle):
+    """Sure every token is the background code (1), whatever it sees."""
+
+    def forward(self, ids, states, pooled, micro, level):
+        hot = 50 * F.one_hot(torch.ones_like(self.grid), 10).float()
+        return hot.permute(2, 0, 1).expand(ids.shape[0], -1, -1, -1)
+
+
+def test_hidden_object_fill_tells_a_drawer_from_a_background_painter():
+    vq = FakeVQ()
+    good = hidden_object_fill(Oracle(vq.grid), vq, FakeText(), n=3, size=32)
+    # the 2x2 block and its ring (clipped to the 4x6 grid): 16 of 24
+    assert good["masked_share"] == pytest.approx(16 / 24)
+    assert good["region"]["object_right"] == 1.0
+    assert good["region"]["called_background"] == 0.0
+    bad = hidden_object_fill(BackgroundOnly(vq.grid), vq, FakeText(), n=3,
+                             size=32)
+    assert bad["region"]["called_background"] == 1.0
+    assert bad["region"]["p_background"] == pytest.approx(1.0)
+    assert bad["region"]["object_right"] == 0.0
+
+
+def test_probe_cli_records_its_command(tmp_path):
+    import json
+
+    from meissonic_lite.pretrained import save_transformer
+    from meissonic_lite.training.diagnose import main
+    from meissonic_lite.transformer import (
+        MeissonicTransformer,
+        TransformerConfig,
+    )
+    from meissonic_lite.vq import from_pretrained
+    torch.manual_seed(0)
+    k = from_pretrained().config.num_codes      # fit the shipped VQ/CLIP
+    cfg = TransformerConfig.preset("tiny", codebook_size=k,
+                                   vocab_size=k + 1, text_dim=128,
+                                   pooled_dim=128, compress=True)
+    save_transformer(MeissonicTransformer(cfg), tmp_path / "m.safetensors")
+    out = tmp_path / "d.json"
+    main(["fill", str(tmp_path / "m.safetensors"), "--n", "2",
+          "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert rec["probe"] == "fill" and rec["step"] is None
+    assert rec["command"].startswith(
+        "python -m meissonic_lite.training.diagnose fill")
+    assert set(rec["result"]["region"]) == {
+        "object_right", "called_background", "p_background"}

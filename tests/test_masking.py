@@ -60,6 +60,38 @@ def test_mask_tokens_uniform_positions_and_generator():
     assert torch.equal(a.input_ids, b.input_ids)
 
 
+def _neighbours_masked(mask):
+    """Share of masked tokens whose right neighbour is masked too."""
+    both = mask[:, :, 1:] & mask[:, :, :-1]
+    return float(both.sum() / mask[:, :, :-1].sum())
+
+
+def test_blob_masks_hide_connected_regions_with_the_same_count():
+    tok = torch.zeros(200, 32, 32, dtype=torch.long)
+    rate = torch.full((200,), 0.25)
+    uni = mask_tokens(tok, torch.Generator().manual_seed(4), 99, rate=rate)
+    blob = mask_tokens(tok, torch.Generator().manual_seed(4), 99, rate=rate,
+                       blob_prob=1.0)
+    assert torch.equal(blob.mask.flatten(1).sum(1), uni.mask.flatten(1).sum(1))
+    assert torch.equal(blob.level, uni.level)
+    # uniform: a neighbour is masked ~25% of the time; blobs: nearly always
+    assert abs(_neighbours_masked(uni.mask) - 0.25) < 0.03
+    assert _neighbours_masked(blob.mask) > 0.85
+    # blob_prob 0 draws exactly the old stream; 0.5 mixes per sample
+    same = mask_tokens(tok, torch.Generator().manual_seed(4), 99, rate=rate,
+                       blob_prob=0.0)
+    assert torch.equal(same.mask, uni.mask)
+    half = mask_tokens(tok, torch.Generator().manual_seed(5), 99, rate=rate,
+                       blob_prob=0.5)
+    per = [(_neighbours_masked(m[None]) > 0.6) for m in half.mask]
+    assert 70 < sum(per) < 130
+    with pytest.raises(ValueError, match="blob_prob"):
+        mask_tokens(tok[:2], None, 99, blob_prob=1.5)
+    with pytest.raises(ValueError, match="B, H, W"):
+        mask_tokens(torch.zeros(2, 16, dtype=torch.long), None, 99,
+                    blob_prob=0.5)
+
+
 def test_level_scale_and_errors():
     assert mask_rate_level(0.37).item() == 370
     assert mask_rate_level(torch.tensor([0.0, 1.0])).tolist() == [0, 1000]

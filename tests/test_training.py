@@ -74,6 +74,34 @@ def test_prepare_batch_rows_equal_the_global_batch():
     assert full.global_masked == half.global_masked
 
 
+def test_blob_masks_start_at_their_step_and_rows_still_agree():
+    from meissonic_lite.training import TrainConfig
+    tok = torch.randint(0, 60, (8, 16, 16))
+    st, po, mc = torch.randn(8, 3, 5), torch.randn(8, 6), torch.ones(8, 5)
+    null = (torch.zeros(1, 3, 5), torch.zeros(1, 6))
+
+    def batch(blob, rows=slice(None), b=slice(None)):
+        return prepare_batch(tok[b], st[b], po[b], mc[b], null, 64, 0.0,
+                             torch.Generator().manual_seed(3), 8, rows,
+                             blob_prob=blob)
+    plain, blobs = batch(0.0), batch(1.0)
+    assert torch.equal(plain.level, blobs.level)     # same rates
+    assert not torch.equal(plain.input_ids, blobs.input_ids)
+    half = batch(1.0, slice(4, 8), slice(4, 8))       # a DDP rank's rows
+    assert torch.equal(blobs.input_ids[4:], half.input_ids)
+    with pytest.raises(ValueError, match="blob_masks"):
+        TrainConfig(blob_masks=2.0)
+
+
+def test_trainer_switches_to_blob_masks_at_blob_start(tmp_path):
+    tr = make_trainer(tmp_path, 4)
+    tr.cfg.blob_masks, tr.cfg.blob_start = 1.0, 2
+    before, after = tr._batch(1), tr._batch(2)
+    tr.cfg.blob_masks = 0.0
+    assert torch.equal(tr._batch(1).input_ids, before.input_ids)
+    assert not torch.equal(tr._batch(2).input_ids, after.input_ids)
+
+
 def test_nan_guard_skips_then_reloads(tmp_path):
     tr = make_trainer(tmp_path, 12, max_bad_steps=3)
     tr.inject_nan = {5, 6, 7}

@@ -1,11 +1,13 @@
-"""How much does a trained transformer use its context? A probe.
+"""Probes of a trained transformer: what does it use, what can it draw?
 
-Mask a share of the tokens of clean held-out world images, ask the model
-for them in one pass (argmax), and compare with two baselines that need
-no model: the image's most common code (what a model that only knows "the
-background" gets) and the code of the left neighbour (pure local copying).
-A model that has learned shapes beats both by a wide margin when most of
-the image is visible; an undertrained one sits on the first baseline.
+`masked_token_accuracy`: mask a share of the tokens of clean held-out
+world images, ask the model for them in one pass (argmax), and compare
+with two baselines that need no model: the image's most common code (the
+background) and the left neighbour's code (pure local copying).
+`prompt_use`: how much the prompt, and its kind words, lower the loss.
+`hidden_object_fill`: can it draw an object none of whose tokens it sees
+(what the sampler asks once the background is decoded)? `main` runs any
+of them on a checkpoint and records the command with the figures.
 """
 
 from __future__ import annotations
@@ -112,3 +114,110 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
             "kind_gain": ce["other_kind"] - ce["true"],
             "text_gain": ce["empty"] - ce["true"],
             "mask_rate": rate, "n": n, "object_tokens": int(obj.sum())}
+
+
+@torch.no_grad()
+def hidden_object_fill(model, vq, text_encoder, n: int = 64,
+                       size: int = 128, seed: int = 79) -> dict:
+    """Does the model draw an object it cannot see any part of?
+
+    On n clean held-out images, mask every object token (all but the
+    image's most common code, the flat background) and the ring of tokens
+    around them, leave the background visible, and ask the model for the
+    hidden tokens in one pass. Then the same number of tokens masked at
+    random, for comparison. On the object tokens: the share the argmax
+    gets right, the share it calls background, and the mean probability
+    of the background code. A model trained only on uniformly random
+    masks has rarely seen a whole object hidden, and answers
+    "background": the sampler's confidence order creates exactly that
+    state once the background is decoded (chapter 6)."""
+    import torch.nn.functional as F
+    examples, tokens, micro = _clean_examples(model, vq, n, size, seed)
+    states, pooled = text_encoder.encode([e.caption for e in examples])
+    device = tokens.device
+    mode = torch.stack([t.flatten().mode().values for t in tokens])
+    obj = tokens != mode[:, None, None]
+    region = F.max_pool2d(obj.float()[:, None], 3, 1, 1)[:, 0] > 0
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.rand(tokens.shape, generator=g).to(device)
+    k = region.flatten(1).sum(1)
+    rank = keys.flatten(1).argsort(1).argsort(1).view_as(tokens)
+    scattered = rank < k[:, None, None]
+    out = {"n": n, "masked_share": float(region.float().mean())}
+    for name, mask in (("region", region), ("scattered", scattered)):
+        inp = torch.where(mask, model.config.mask_id, tokens)
+        level = mask_rate_level(mask.flatten(1).float().mean(1).double()
+                                .cpu()).to(device)
+        probs = model(inp, states, pooled, micro, level).float().softmax(1)
+        pred = probs.argmax(1)
+        p_bg = probs.gather(1, mode[:, None, None, None].expand(
+            -1, 1, *tokens.shape[1:]))[:, 0]
+        hit = mask & obj
+        out[name] = {
+            "object_right": float((pred == tokens)[hit].float().mean()),
+            "called_background": float(
+                (pred == mode[:, None, None])[hit].float().mean()),
+            "p_background": float(p_bg[hit].mean())}
+    return out
+
+
+def load_model(path):
+    """A transformer from a trainer checkpoint (`latest.pt`: returns its
+    step too) or a safetensors file (step None), in eval mode."""
+    from pathlib import Path
+
+    from ..transformer import MeissonicTransformer, TransformerConfig
+    from .checkpoint import load_checkpoint
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from ..pretrained import load_transformer
+        return load_transformer(path), None
+    ck = load_checkpoint(path)
+    cfg = dict(ck["model_config"])
+    for k in ("rope_axes", "max_grid"):
+        cfg[k] = tuple(cfg[k])
+    model = MeissonicTransformer(TransformerConfig(**cfg))
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck["step"]
+
+
+PROBES = {"fill": hidden_object_fill, "context": masked_token_accuracy,
+          "prompt": prompt_use}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.training.diagnose fill CKPT --vq VQ`:
+    run one probe on a checkpoint and print (and with --out save) JSON
+    that records the command, so a stored figure says how it was made."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from .. import text, vq
+    from ..utils import atomic_write_bytes
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.training."
+                                "diagnose")
+    p.add_argument("probe", choices=sorted(PROBES))
+    p.add_argument("checkpoint", help="trainer checkpoint (latest.pt) or "
+                   "transformer .safetensors")
+    p.add_argument("--vq", default=None, help="VQ weights the model was "
+                   "trained on (default: the shipped one)")
+    p.add_argument("--n", type=int, default=64, help="held-out images")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    a = p.parse_args(argv)
+    torch.set_num_threads(2)
+    model, step = load_model(a.checkpoint)
+    res = PROBES[a.probe](model, vq.from_pretrained(a.vq),
+                          text.from_pretrained(), n=a.n)
+    out = {"probe": a.probe, "result": res, "checkpoint": a.checkpoint,
+           "step": step, "command": "python -m meissonic_lite.training."
+           "diagnose " + " ".join(sys.argv[1:] if argv is None else argv)}
+    text_ = json.dumps(out, indent=1)
+    print(text_)
+    if a.out:
+        atomic_write_bytes(Path(a.out), (text_ + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

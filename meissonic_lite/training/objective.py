@@ -72,8 +72,10 @@ def prepare_batch(tokens: torch.Tensor, states: torch.Tensor,
                   null: tuple[torch.Tensor, torch.Tensor], mask_id: int,
                   cfg_p: float, generator: torch.Generator,
                   global_batch: int | None = None,
-                  rows: slice = slice(None)) -> Batch:
-    """Mask tokens (arccos rates) and apply CFG dropout.
+                  rows: slice = slice(None),
+                  blob_prob: float = 0.0) -> Batch:
+    """Mask tokens (arccos rates; a `blob_prob` share as blobs) and apply
+    CFG dropout.
 
     The random draws are made for all `global_batch` samples and this
     process keeps `rows`, so N data-parallel processes see exactly the
@@ -82,7 +84,7 @@ def prepare_batch(tokens: torch.Tensor, states: torch.Tensor,
     b, h, w = tokens.shape
     gb = b if global_batch is None else global_batch
     shape = torch.zeros(gb, h, w, dtype=torch.long)
-    m = mask_tokens(shape, generator, mask_id)
+    m = mask_tokens(shape, generator, mask_id, blob_prob=blob_prob)
     mask = m.mask[rows].to(tokens.device)                      # (b, H, W)
     if mask.shape[0] != b:
         raise ValueError(f"rows {rows} select {mask.shape[0]} samples "

@@ -138,7 +138,11 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
             "loss_curve": loss_curve(runs / f"stage{s}" / "log.jsonl"),
             "sample_grid": f"stages/stage{s}.png",
             "sample_prompts": m["samples"]["prompts"],
-            "sample_settings": m["samples"]["settings"]}
+            "sample_settings": m["samples"]["settings"],
+            # probes run on the stage's checkpoints along the way
+            # (`python -m meissonic_lite.training.diagnose ... --out`)
+            "diagnostics": [json.loads(p.read_text()) for p in sorted(
+                (runs / f"stage{s}").glob("diagnostics*.json"))]}
     manifest = {
         "command": " && ".join(dict.fromkeys(
             m["command"] for m in stages.values())) + " && meissonic-lite "

@@ -7,7 +7,11 @@ long captions -> 32x32 with compression (16x16 inside) -> fine-tune on
 curated data (mostly clean images, long captions) with the text encoder
 unfrozen at a tenth of the learning rate. Every stage feeds the *measured*
 aesthetic score as a micro-condition (the released data code feeds a
-constant 6.0: spec 4.4).
+constant 6.0: spec 4.4). From step 800 of stage 3 on, half of the samples
+are masked as blobs instead of scattered tokens (`masking.blob_keys`), so
+the model learns to draw an object it cannot see any part of: what the
+sampler asks once the background is decoded (chapter 6). The recipe
+records the step at which this run switched them on.
 """
 
 from __future__ import annotations
@@ -42,16 +46,18 @@ class StageSpec:
     train_text: bool = False     # unfreeze the text encoder (stage 4)
     init_from: int | None = None
     schedule: str = "cosine"     # LR: warmup, then cosine to 10%
+    blob_masks: float = 0.0      # share of samples masked as blobs ...
+    blob_start: int = 0          # ... from this step of the stage on
 
 
 STAGES: dict[int, StageSpec] = {
-    1: StageSpec(1, 8, False, "short", 0.7, 20000, 800, 64, 8e-4, 100),
-    2: StageSpec(2, 16, False, "long", 0.7, 20000, 700, 32, 6e-4, 50,
+    1: StageSpec(1, 8, False, "short", 0.8, 20000, 500, 64, 1e-3, 50),
+    2: StageSpec(2, 16, False, "long", 0.8, 20000, 600, 32, 8e-4, 50,
                  init_from=1),
-    3: StageSpec(3, 32, True, "mixed", 0.7, 16000, 3000, 32, 5e-4, 100,
-                 init_from=2),
+    3: StageSpec(3, 32, True, "mixed", 0.8, 24000, 2500, 32, 6e-4, 100,
+                 init_from=2, blob_masks=0.5, blob_start=800),
     4: StageSpec(4, 32, True, "mixed", 0.9, 8000, 300, 32, 1e-4, 30,
-                 train_text=True, init_from=3),
+                 train_text=True, init_from=3, blob_masks=0.5),
 }
 
 # Held-out prompts drawn during training (one per GenEval-lite category
@@ -207,7 +213,9 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
     tcfg = TrainConfig(steps=spec.steps, batch_size=spec.batch_size,
                        lr=spec.lr, warmup=spec.warmup, seed=seed,
                        schedule=spec.schedule, ckpt_every=200, log_every=10,
-                       sample_every=SAMPLE_EVERY)
+                       sample_every=SAMPLE_EVERY,
+                       blob_masks=spec.blob_masks,
+                       blob_start=spec.blob_start)
     extra = list(enc.parameters()) if spec.train_text else None
     trainer = Trainer(model, data, tcfg, out, null, encode,
                       model_config=asdict(cfg), extra_params=extra,

@@ -53,6 +53,8 @@ class TrainConfig:
     ckpt_every: int = 100
     sample_every: int = 0         # call `on_sample` every N steps (0: off)
     max_bad_steps: int = 3
+    blob_masks: float = 0.0       # share of samples masked as blobs ...
+    blob_start: int = 0           # ... from this step on
 
     def __post_init__(self):
         if self.schedule not in ("constant", "cosine"):
@@ -60,6 +62,9 @@ class TrainConfig:
                              "allowed: constant, cosine")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if not 0.0 <= self.blob_masks <= 1.0:
+            raise ValueError(f"blob_masks must be in [0, 1], got "
+                             f"{self.blob_masks}")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -196,10 +201,11 @@ class Trainer:
             states, pooled = self.encode([it["caption"] for it in items])
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
         dev = self.device
+        blob = self.cfg.blob_masks if step >= self.cfg.blob_start else 0.0
         return prepare_batch(tokens.to(dev), states.to(dev), pooled.to(dev),
                              micro.to(dev), self.null, self.raw.config.mask_id,
                              self.cfg.cfg_dropout, g, self.cfg.batch_size,
-                             rows)
+                             rows, blob)
 
     def train_step(self) -> dict:
         """One optimisation step (or a skipped one); returns its log."""
