@@ -90,11 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep ...`:
     measure the shipped pipeline and print (and optionally save) JSON."""
     import argparse
-    import json
-    from pathlib import Path
 
     from .pipeline import MeissonicLitePipeline
-    from .utils import atomic_write_bytes
+    from .utils import report_json
     p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
     p.add_argument("what", choices=("geneval", "aesthetic", "sweep"))
     p.add_argument("--steps", default="16", help="comma list for sweep")
@@ -120,10 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                "rows": sweep(pipe, steps, cfgs, a.seed, a.limit)}
     if isinstance(res, dict):
         res["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(res, indent=1)
-    print(text)
-    if a.out:
-        atomic_write_bytes(Path(a.out), (text + "\n").encode())
+    report_json(res, a.out)
 
 
 if __name__ == "__main__":

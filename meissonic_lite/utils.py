@@ -63,3 +63,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def report_json(obj, out: str | os.PathLike | None = None) -> None:
+    """Print `obj` as indented JSON and, with `out`, also write it there
+    atomically (the measurement commands' common last step)."""
+    import json
+    text = json.dumps(obj, indent=1)
+    print(text)
+    if out:
+        atomic_write_bytes(Path(out), (text + "\n").encode())

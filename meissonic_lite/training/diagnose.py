@@ -190,12 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     run one probe on a checkpoint and print (and with --out save) JSON
     that records the command, so a stored figure says how it was made."""
     import argparse
-    import json
     import sys
-    from pathlib import Path
 
     from .. import text, vq
-    from ..utils import atomic_write_bytes
+    from ..utils import report_json
     p = argparse.ArgumentParser(prog="python -m meissonic_lite.training."
                                 "diagnose")
     p.add_argument("probe", choices=sorted(PROBES))
@@ -213,10 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     out = {"probe": a.probe, "result": res, "checkpoint": a.checkpoint,
            "step": step, "command": "python -m meissonic_lite.training."
            "diagnose " + " ".join(sys.argv[1:] if argv is None else argv)}
-    text_ = json.dumps(out, indent=1)
-    print(text_)
-    if a.out:
-        atomic_write_bytes(Path(a.out), (text_ + "\n").encode())
+    report_json(out, a.out)
 
 
 if __name__ == "__main__":
