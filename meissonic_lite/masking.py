@@ -107,6 +107,8 @@ def mask_tokens(
     """
     if tokens.dtype != torch.long:
         raise TypeError(f"tokens must be int64, got {tokens.dtype}")
+    if not 0.0 <= blob_prob <= 1.0:
+        raise ValueError(f"blob_prob must be in [0, 1], got {blob_prob}")
     b = tokens.shape[0]
     flat = tokens.reshape(b, -1)  # (B, L)
     n_tok = flat.shape[1]
@@ -118,8 +120,6 @@ def mask_tokens(
     n_mask = torch.round(rate.double() * n_tok).long().clamp(1, n_tok)
     # uniform random subset per sample: the n smallest of L uniform keys
     keys = torch.rand(b, n_tok, generator=generator, device="cpu")
-    if not 0.0 <= blob_prob <= 1.0:
-        raise ValueError(f"blob_prob must be in [0, 1], got {blob_prob}")
     if blob_prob > 0:               # extra draws only then: same stream
         if tokens.dim() != 3:
             raise ValueError("blob masks need (B, H, W) tokens")

@@ -34,6 +34,15 @@ def save_transformer(model: MeissonicTransformer, path: str | Path,
     atomic_write_bytes(path, save(sd, metadata=meta))
 
 
+def transformer_from_config(cfg: dict) -> MeissonicTransformer:
+    """A fresh transformer from a config dict as JSON stores it (lists
+    where the dataclass has tuples): safetensors metadata, checkpoints."""
+    cfg = dict(cfg)
+    for k in ("rope_axes", "max_grid"):
+        cfg[k] = tuple(cfg[k])
+    return MeissonicTransformer(TransformerConfig(**cfg))
+
+
 def load_transformer(path: str | Path | None = None,
                      device: str | torch.device = "cpu"
                      ) -> MeissonicTransformer:
@@ -47,9 +56,7 @@ def load_transformer(path: str | Path | None = None,
         with safe_open(str(path), framework="pt") as f:
             cfg = json.loads((f.metadata() or {})["config"])
             sd = {k: f.get_tensor(k) for k in f.keys()}
-        for k in ("rope_axes", "max_grid"):
-            cfg[k] = tuple(cfg[k])
-        model = MeissonicTransformer(TransformerConfig(**cfg))
+        model = transformer_from_config(cfg)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in sd.items()}, strict=True)
     except Exception as e:

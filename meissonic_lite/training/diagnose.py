@@ -13,6 +13,7 @@ of them on a checkpoint and records the command with the figures.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..masking import mask_rate_level
 from ..world.dataset import ShapesDataset, to_tensor
@@ -80,7 +81,6 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     the kind word sits at 0 however much `text_gain` the colours give.
     """
     import numpy as np
-    import torch.nn.functional as F
 
     from ..clip_train import change_kind
     from ..world.captions import caption
@@ -131,7 +131,6 @@ def hidden_object_fill(model, vq, text_encoder, n: int = 64,
     masks has rarely seen a whole object hidden, and answers
     "background": the sampler's confidence order creates exactly that
     state once the background is decoded (chapter 6)."""
-    import torch.nn.functional as F
     examples, tokens, micro = _clean_examples(model, vq, n, size, seed)
     states, pooled = text_encoder.encode([e.caption for e in examples])
     device = tokens.device
@@ -166,17 +165,13 @@ def load_model(path):
     step too) or a safetensors file (step None), in eval mode."""
     from pathlib import Path
 
-    from ..transformer import MeissonicTransformer, TransformerConfig
+    from ..pretrained import load_transformer, transformer_from_config
     from .checkpoint import load_checkpoint
     path = Path(path)
     if path.suffix == ".safetensors":
-        from ..pretrained import load_transformer
         return load_transformer(path), None
     ck = load_checkpoint(path)
-    cfg = dict(ck["model_config"])
-    for k in ("rope_axes", "max_grid"):
-        cfg[k] = tuple(cfg[k])
-    model = MeissonicTransformer(TransformerConfig(**cfg))
+    model = transformer_from_config(ck["model_config"])
     model.load_state_dict(ck["model"])
     return model.eval(), ck["step"]
 
