@@ -30,8 +30,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .masking import mask_rate_level, mask_ratio
-from .pipeline import (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_SCHEDULE,
-                       DEFAULT_STEPS)
+from .pipeline import (
+    DEFAULT_BLOB_NOISE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_GUIDANCE_SCHEDULE,
+    DEFAULT_STEPS,
+)
 from .sampling import SamplerConfig, decode
 
 RULES = ("any", "fraction", "official")
@@ -234,7 +238,8 @@ def _job(pipe, prompt, negative_prompt, steps, guidance, aesthetic,
         raise ValueError("temperature must be (start, end)")
     mask_ratio(0.5, schedule)                      # validates the name
     cfg = SamplerConfig(steps, guidance, schedule, tuple(temperature),
-                        guidance_schedule=DEFAULT_GUIDANCE_SCHEDULE)
+                        guidance_schedule=DEFAULT_GUIDANCE_SCHEDULE,
+                        blob_noise=DEFAULT_BLOB_NOISE)
     return _Job(prompt, negative_prompt, cfg, float(aesthetic), height,
                 width)
 

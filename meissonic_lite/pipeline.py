@@ -25,6 +25,7 @@ MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_GUIDANCE_SCHEDULE = "constant"
+DEFAULT_BLOB_NOISE = 0.0
 
 
 class MeissonicLitePipeline:
@@ -118,6 +119,7 @@ class MeissonicLitePipeline:
                  temperature: tuple[float, float] = (2.0, 0.0),
                  schedule: str = "cosine",
                  guidance_schedule: str = DEFAULT_GUIDANCE_SCHEDULE,
+                 blob_noise: float = DEFAULT_BLOB_NOISE,
                  callback: Callable | None = None,
                  output_type: str = "pil"):
         """Generate images; returns PIL images (or a (B,3,H,W) tensor)."""
@@ -137,7 +139,8 @@ class MeissonicLitePipeline:
         f = self.vq.config.factor
         cfg = SamplerConfig(num_inference_steps, guidance_scale, schedule,
                             temperature,
-                            guidance_schedule=guidance_schedule)
+                            guidance_schedule=guidance_schedule,
+                            blob_noise=blob_noise)
         tokens = decode(self.transformer, cond, uncond, micro,
                         (height // f, width // f), cfg, generator,
                         callback=callback)

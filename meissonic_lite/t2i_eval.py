@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .evaluation import geneval_lite, load_geneval_prompts
-from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from .pipeline import DEFAULT_BLOB_NOISE, DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .world.quality import aesthetic_score
 
 
@@ -22,7 +22,8 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
              guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
              batch: int = 32,
              size: int = 128, aesthetic: float = 9.0,
-             progress: bool = True) -> list:
+             progress: bool = True,
+             blob_noise: float = DEFAULT_BLOB_NOISE) -> list:
     """One image per prompt; batch k uses generator seed `seed + k`, so
     results depend only on (seed, batch), never on what ran before."""
     images = []
@@ -31,7 +32,7 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
                                disable=not progress)):
         images += pipe(prompts[i:i + batch], num_inference_steps=steps,
                        guidance_scale=guidance, height=size, width=size,
-                       aesthetic_score=aesthetic,
+                       aesthetic_score=aesthetic, blob_noise=blob_noise,
                        generator=torch.Generator().manual_seed(seed + k))
     return images
 
@@ -39,7 +40,8 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
 def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
                      guidance: float = DEFAULT_GUIDANCE,
                      seed: int = 0, limit: int | None = None,
-                     batch: int = 32, progress: bool = True) -> dict:
+                     batch: int = 32, progress: bool = True,
+                     blob_noise: float = DEFAULT_BLOB_NOISE) -> dict:
     """GenEval-lite scores (six categories + overall) of `pipe` on the
     held-out prompts (`limit`: every k-th prompt, for quick looks)."""
     items = load_geneval_prompts()
@@ -47,7 +49,7 @@ def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
         items = items[::max(1, len(items) // limit)][:limit]
     t0 = time.perf_counter()
     images = generate(pipe, [it["prompt"] for it in items], steps, guidance,
-                      seed, batch, progress=progress)
+                      seed, batch, progress=progress, blob_noise=blob_noise)
     scores = geneval_lite(images, items)
     scores = {k: round(v, 4) for k, v in scores.items()}
     scores["n"] = len(items)
@@ -58,7 +60,8 @@ def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
 def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
                   steps: int = DEFAULT_STEPS,
                   guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
-                  progress: bool = True) -> dict:
+                  progress: bool = True,
+                  blob_noise: float = DEFAULT_BLOB_NOISE) -> dict:
     """Mean measured aesthetic score of the same prompts and seeds
     generated at micro-condition `high` vs `low` (bar: gap >= 1.5)."""
     items = load_geneval_prompts()
@@ -66,7 +69,8 @@ def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
     out = {}
     for name, cond in (("high", high), ("low", low)):
         imgs = generate(pipe, prompts, steps, guidance, seed,
-                        aesthetic=cond, progress=progress)
+                        aesthetic=cond, progress=progress,
+                        blob_noise=blob_noise)
         out[name] = round(float(np.mean([aesthetic_score(im)
                                          for im in imgs])), 3)
     out["gap"] = round(out["high"] - out["low"], 3)
@@ -76,13 +80,18 @@ def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
 
 def sweep(pipe, steps_list: list[int], guidance_list: list[float],
           seed: int = 0, limit: int | None = None,
-          progress: bool = True) -> list[dict]:
-    """GenEval-lite for every (steps, guidance) cell."""
+          progress: bool = True,
+          blob_list: tuple[float, ...] = (DEFAULT_BLOB_NOISE,)
+          ) -> list[dict]:
+    """GenEval-lite for every (steps, guidance, blob noise) cell."""
     rows = []
     for s in steps_list:
         for g in guidance_list:
-            r = evaluate_geneval(pipe, s, g, seed, limit, progress=progress)
-            rows.append({"steps": s, "guidance_scale": g, **r})
+            for bn in blob_list:
+                r = evaluate_geneval(pipe, s, g, seed, limit,
+                                     progress=progress, blob_noise=bn)
+                rows.append({"steps": s, "guidance_scale": g,
+                             "blob_noise": bn, **r})
     return rows
 
 
@@ -97,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("what", choices=("geneval", "aesthetic", "sweep"))
     p.add_argument("--steps", default="16", help="comma list for sweep")
     p.add_argument("--cfg", default="4", help="comma list for sweep")
+    p.add_argument("--blob", default=str(DEFAULT_BLOB_NOISE),
+                   help="sampler blob_noise, comma list for sweep")
+    p.add_argument("--transformer", default=None,
+                   help="transformer weights (default: the shipped ones)")
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate every k-th prompt, this many in all")
     p.add_argument("--seed", type=int, default=0)
@@ -104,18 +117,22 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")]
     cfgs = [float(c) for c in a.cfg.split(",")]
-    pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
+    blobs = [float(c) for c in a.blob.split(",")]
+    pipe = MeissonicLitePipeline.from_pretrained(
+        device="cpu", transformer_path=a.transformer)
     t0 = time.perf_counter()
     if a.what == "geneval":
-        res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit)
+        res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
+                               blob_noise=blobs[0])
     elif a.what == "aesthetic":
         res = aesthetic_gap(pipe, steps=steps[0], guidance=cfgs[0],
-                            seed=a.seed)
+                            seed=a.seed, blob_noise=blobs[0])
     else:
         res = {"command": "python -m meissonic_lite.t2i_eval " +
                " ".join(argv if argv is not None else __import__(
                    "sys").argv[1:]),
-               "rows": sweep(pipe, steps, cfgs, a.seed, a.limit)}
+               "rows": sweep(pipe, steps, cfgs, a.seed, a.limit,
+                             blob_list=tuple(blobs))}
     if isinstance(res, dict):
         res["wall_time_s"] = round(time.perf_counter() - t0, 1)
     report_json(res, a.out)

@@ -100,10 +100,48 @@ def test_linear_guidance_ramps_from_one_to_the_scale(model):
     assert not torch.allclose(ramp, full, atol=1e-2)
 
 
+def _neighbour_agreement(masked: torch.Tensor) -> float:
+    """Share of 4-neighbour pairs that are both masked or both visible."""
+    m = masked.float()
+    pairs = torch.cat([(m[:, 1:] == m[:, :-1]).flatten(),
+                       (m[:, :, 1:] == m[:, :, :-1]).flatten()])
+    return pairs.float().mean().item()
+
+
+def test_blob_noise_leaves_connected_regions_masked(model):
+    cond, uncond, micro = _inputs(model)
+    mid = model.config.mask_id
+
+    def masked_after_first_half(blob):
+        got = []
+        decode(model, cond, uncond, micro, (16, 16),
+               SamplerConfig(steps=8, blob_noise=blob),
+               torch.Generator().manual_seed(0),
+               callback=lambda i, t, c: got.append(t == mid))
+        return got[3]                    # about half the canvas open
+    iid, blob = masked_after_first_half(0.0), masked_after_first_half(10.0)
+    assert iid.sum() == blob.sum()       # same schedule, other positions
+    assert _neighbour_agreement(blob) > 0.85
+    assert _neighbour_agreement(iid) < 0.7
+
+
+def test_blob_noise_changes_the_order_only_when_on(model):
+    cond, uncond, micro = _inputs(model)
+
+    def run(c):
+        return decode(model, cond, uncond, micro, (4, 4), c,
+                      torch.Generator().manual_seed(0))
+    assert torch.equal(run(SamplerConfig(steps=4)),
+                       run(SamplerConfig(steps=4, blob_noise=0.0)))
+    assert not torch.equal(run(SamplerConfig(steps=4)),
+                           run(SamplerConfig(steps=4, blob_noise=5.0)))
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(steps=0), "steps"), (dict(guidance_scale=-1.0), "guidance"),
     (dict(token_temperature=0.0), "temperature"), (dict(top_k=0), "top_k"),
     (dict(guidance_schedule="cosine"), "guidance_schedule"),
+    (dict(blob_noise=-1.0), "blob_noise"),
 ])
 def test_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):

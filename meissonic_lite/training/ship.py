@@ -51,6 +51,7 @@ def measure(steps: int | None = None, guidance: float | None = None,
             progress: bool = True) -> dict:
     """Every bar of the shipped model, on the shipped files."""
     from ..pipeline import (
+        DEFAULT_BLOB_NOISE,
         DEFAULT_GUIDANCE,
         DEFAULT_GUIDANCE_SCHEDULE,
         DEFAULT_STEPS,
@@ -63,6 +64,7 @@ def measure(steps: int | None = None, guidance: float | None = None,
     return {"sampler": {"num_inference_steps": steps,
                         "guidance_scale": guidance,
                         "guidance_schedule": DEFAULT_GUIDANCE_SCHEDULE,
+                        "blob_noise": DEFAULT_BLOB_NOISE,
                         "size": 128},
             "geneval_lite": evaluate_geneval(pipe, steps, guidance,
                                              progress=progress),
