@@ -92,9 +92,10 @@ def _gumbel(shape, generator, device) -> torch.Tensor:
 
 def blob_field(b: int, h: int, w: int,
                generator: torch.Generator | None) -> torch.Tensor:
-    """(B, h, w) smooth random field, zero mean and unit std per sample:
-    the keys `masking.blob_keys` hides regions with in training. Added to
-    the reveal noise, the tokens left masked form the same kind of blobs."""
+    """(B, h, w) smooth random field, zero mean and unit std per sample.
+
+    Training hides regions by these keys (`masking.blob_keys`); added to
+    the reveal noise, they leave the same kind of blobs masked."""
     k = blob_keys(b, h, w, generator).reshape(b, h, w)
     k = k - k.mean((1, 2), keepdim=True)
     return k / k.std((1, 2), keepdim=True).clamp_min(1e-6)
