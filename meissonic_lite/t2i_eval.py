@@ -95,17 +95,68 @@ def sweep(pipe, steps_list: list[int], guidance_list: list[float],
     return rows
 
 
+def training_phrasing(prompt: str) -> str:
+    """A GenEval-lite prompt in the training captions' short style: the
+    same words without GenEval's "a photo of" opening, ending in a full
+    stop ("a photo of a red star" -> "a red star.")."""
+    return prompt.removeprefix("a photo of ") + "."
+
+
+def _colour_use(images, items) -> dict:
+    """Over the prompts that name colours: the share of images showing
+    every named colour as some component, and the mean number of object
+    colours shown that the prompt does not name (the judge's palette
+    reading, every component counted, shaped or not)."""
+    from .evaluation.judge import detect
+    named, extra, n = 0, 0, 0
+    for img, it in zip(images, items):
+        want = {d["color"] for d in it["include"] if "color" in d}
+        if not want:
+            continue
+        seen = {d.color for d in detect(img, max_score=None)}
+        named += int(want <= seen)
+        extra += len(seen - want)
+        n += 1
+    return {"named_colours_shown": round(named / max(n, 1), 4),
+            "other_colours_per_image": round(extra / max(n, 1), 3),
+            "n_colour_prompts": n}
+
+
+def phrasing(pipe, steps: int = DEFAULT_STEPS,
+             guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
+             limit: int | None = 96, progress: bool = True) -> dict:
+    """GenEval-lite and colour use on the same held-out prompts in
+    GenEval's phrasing and in the training captions' (`training_phrasing`):
+    how much of the failure is the text encoder meeting a new phrasing."""
+    items = load_geneval_prompts()
+    if limit is not None and limit < len(items):
+        items = items[::max(1, len(items) // limit)][:limit]
+    out = {"steps": steps, "guidance_scale": guidance, "seed": seed,
+           "n": len(items)}
+    for name, f in (("geneval", lambda p: p),
+                    ("training", training_phrasing)):
+        images = generate(pipe, [f(it["prompt"]) for it in items], steps,
+                          guidance, seed, progress=progress)
+        scores = {k: round(v, 4)
+                  for k, v in geneval_lite(images, items).items()}
+        out[name] = {**scores, **_colour_use(images, items)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep ...`:
+    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing`:
     measure the shipped pipeline and print (and optionally save) JSON."""
     import argparse
 
     from .pipeline import MeissonicLitePipeline
     from .utils import report_json
     p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
-    p.add_argument("what", choices=("geneval", "aesthetic", "sweep"))
-    p.add_argument("--steps", default="16", help="comma list for sweep")
-    p.add_argument("--cfg", default="4", help="comma list for sweep")
+    p.add_argument("what", choices=("geneval", "aesthetic", "sweep",
+                                     "phrasing"))
+    p.add_argument("--steps", default=str(DEFAULT_STEPS),
+                   help="comma list for sweep (default: the pipeline's)")
+    p.add_argument("--cfg", default=str(DEFAULT_GUIDANCE),
+                   help="comma list for sweep (default: the pipeline's)")
     p.add_argument("--blob", default=str(DEFAULT_BLOB_NOISE),
                    help="sampler blob_noise, comma list for sweep")
     p.add_argument("--transformer", default=None,
@@ -124,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.what == "geneval":
         res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
                                blob_noise=blobs[0])
+    elif a.what == "phrasing":
+        res = {"command": "python -m meissonic_lite.t2i_eval " +
+               " ".join(argv if argv is not None else __import__(
+                   "sys").argv[1:]),
+               **phrasing(pipe, steps[0], cfgs[0], a.seed,
+                          a.limit or 96)}
     elif a.what == "aesthetic":
         res = aesthetic_gap(pipe, steps=steps[0], guidance=cfgs[0],
                             seed=a.seed, blob_noise=blobs[0])

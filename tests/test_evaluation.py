@@ -7,10 +7,19 @@ import numpy as np
 import pytest
 
 from meissonic_lite.evaluation import (
-    CATEGORIES, detect, geneval_lite, judge_accuracy,
-    load_geneval_prompts, make_geneval_prompts, prompt_scene, score_item)
+    CATEGORIES,
+    detect,
+    geneval_lite,
+    judge_accuracy,
+    load_geneval_prompts,
+    make_geneval_prompts,
+    prompt_scene,
+    score_item,
+)
+from meissonic_lite.evaluation.accuracy import true_score_envelope
 from meissonic_lite.evaluation.geneval import default_prompt_path
-from meissonic_lite.world import Group, make_example, make_scene, render
+from meissonic_lite.evaluation.judge import ACCEPT_SCORE
+from meissonic_lite.world import Group, make_example, make_scene, render, vocab
 
 
 def test_judge_reads_a_known_scene():
@@ -28,6 +37,34 @@ def test_judge_accuracy_on_fresh_renders():
         assert r["precision"] >= 0.97, (size, r)
         assert r["recall"] >= 0.97, (size, r)
         assert r["exact"] >= 0.93, (size, r)
+
+
+def test_acceptance_threshold_keeps_true_objects():
+    # fresh world images (other seeds than the ones that set the
+    # threshold): every correct detection on clean renders, nearly every
+    # one on heavily degraded renders, is kept
+    clean = true_score_envelope(60, sizes=(128,), seed=23, p_clean=1.0,
+                                progress=False)[128]
+    assert clean["n"] > 100 and clean["max"] < ACCEPT_SCORE, clean
+    worst = true_score_envelope(60, sizes=(64, 128), seed=24,
+                                progress=False)
+    for size, e in worst.items():
+        assert e["n"] > 100 and e["kept"] >= 0.98, (size, e)
+        assert e["p99"] < ACCEPT_SCORE, (size, e)
+
+
+def test_judge_rejects_a_shape_of_no_kind():
+    # a comb: a bar with three teeth, like no kind the world draws
+    img = np.zeros((128, 128, 3), np.uint8)
+    red = np.array(vocab.BACKGROUNDS["red"], np.uint8)
+    img[40:50, 30:90] = red
+    for x in (30, 55, 80):
+        img[50:80, x:x + 10] = red
+    (comp,) = detect(img, max_score=None)     # the component is there ...
+    assert comp.color == "red" and comp.score > ACCEPT_SCORE
+    assert detect(img) == []                  # ... but it is no object
+    with pytest.raises(ValueError, match="max_score"):
+        detect(img, max_score=0)
 
 
 def test_judge_sees_nothing_on_a_blank_image():
@@ -113,3 +150,18 @@ def test_prompt_file_is_jsonl():
         for line in f:
             assert set(json.loads(line)) <= {"tag", "prompt", "include",
                                              "relation"}
+
+
+def test_training_phrasing_and_colour_use_on_oracle_renders():
+    from meissonic_lite.t2i_eval import _colour_use, training_phrasing
+    assert training_phrasing("a photo of a red star") == "a red star."
+    items = [it for it in load_geneval_prompts()
+             if it["tag"] in ("colors", "color_attr")][:20]
+    good = [render(prompt_scene(it, i), 128) for i, it in enumerate(items)]
+    res = _colour_use(good, items)
+    assert res["n_colour_prompts"] == 20
+    assert res["named_colours_shown"] == 1.0
+    # prompt_scene draws exactly the named groups, nothing else
+    assert res["other_colours_per_image"] == 0.0
+    blank = [np.full((128, 128, 3), 128, np.uint8)] * 20
+    assert _colour_use(blank, items)["named_colours_shown"] == 0.0

@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
-from meissonic_lite.training.stages import (STAGES, init_from_previous,
-                                            model_config, run_stage)
 from meissonic_lite.pretrained import load_transformer, save_transformer
+from meissonic_lite.training.stages import (
+    STAGES,
+    init_from_previous,
+    model_config,
+    run_stage,
+)
 from meissonic_lite.transformer import MeissonicTransformer
 
 
@@ -125,3 +129,26 @@ def test_ship_takes_the_tokenizer_the_stages_were_trained_on(tmp_path):
     assert man["tokenizer"]["tokenizer_sha256"] == shipped.tokenizer_sha256
     assert ship(runs, evaluate=False, dest=dest)["tokenizer"] == \
         man["tokenizer"]                           # now found in dest
+
+
+def test_remeasure_keeps_the_old_metrics_and_checks_the_files(tmp_path):
+    import hashlib
+
+    from meissonic_lite.training.ship import remeasure
+    w = tmp_path / "transformer.safetensors"
+    w.write_bytes(b"weights")
+    man = {"files": {w.name: hashlib.sha256(b"weights").hexdigest()},
+           "date": "then", "final_metrics": {"check": {"overall": 0.5}},
+           "measured_with": {"judge_accept_score": None}}
+    (tmp_path / "transformer.json").write_text(json.dumps(man))
+    got = remeasure(tmp_path, lambda progress: {"check": {"overall": 0.1}},
+                    progress=False)
+    assert got["final_metrics"] == {"check": {"overall": 0.1}}
+    assert got["history"] == [{"final_metrics": {"check": {"overall": 0.5}},
+                               "measured_with": {"judge_accept_score": None},
+                               "date": "then"}]
+    assert got["measured_with"]["judge_accept_score"] > 0
+    assert json.loads((tmp_path / "transformer.json").read_text()) == got
+    w.write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="ship it again"):
+        remeasure(tmp_path, lambda progress: {}, progress=False)

@@ -167,9 +167,41 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
             raise ValueError("evaluate=True measures the package's "
                              "weights: ship to the package dir")
         manifest["final_metrics"] = measure()
-        # images are decoded by the shipped VQ: a decoder fine-tune keeps
-        # the tokens but changes the pictures the judge measures
-        manifest["measured_with"] = {VQ_WEIGHTS.name: _sha(VQ_WEIGHTS)}
+        manifest["measured_with"] = _measured_with()
     atomic_write_bytes(weights.with_suffix(".json"),
                        (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+def _measured_with() -> dict:
+    """What else decides the figures: the VQ that decodes the images (a
+    decoder fine-tune keeps the tokens but changes the pictures) and the
+    judge's acceptance threshold."""
+    from ..evaluation.judge import ACCEPT_SCORE
+    return {VQ_WEIGHTS.name: _sha(VQ_WEIGHTS),
+            "judge_accept_score": ACCEPT_SCORE}
+
+
+def remeasure(dest: str | Path = WEIGHTS_DIR, measure_fn=measure,
+              progress: bool = True) -> dict:
+    """Measure the shipped files again and rewrite the manifest's
+    metrics, keeping the old ones in `history`: what a judge or VQ
+    decoder change needs (the weights and their training are unchanged).
+    `measure_fn` (default `measure`, on the package's files) is there for
+    tests."""
+    path = Path(dest) / MANIFEST.name
+    manifest = json.loads(path.read_text())
+    for name, sha in manifest["files"].items():
+        if _sha(Path(dest) / name) != sha:
+            raise ValueError(f"{name} is not the file {path} describes: "
+                             "ship it again (train --ship-only)")
+    old = {k: manifest.get(k) for k in ("final_metrics", "measured_with")}
+    old["date"] = manifest.get("measured", manifest["date"])
+    manifest.setdefault("history", []).append(old)
+    manifest["final_metrics"] = measure_fn(progress=progress)
+    manifest["measured_with"] = _measured_with()
+    manifest["measured"] = datetime.now(timezone.utc).isoformat(
+        timespec="seconds")
+    atomic_write_bytes(path, (json.dumps(manifest, indent=1) + "\n")
+                       .encode())
     return manifest

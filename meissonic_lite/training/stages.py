@@ -269,9 +269,16 @@ def add_parser(sub):
                    help="ship the stages already trained in --runs")
     p.add_argument("--skip-eval", action="store_true",
                    help="with --ship/--ship-only: copy files, measure later")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the shipped model again (after a judge or "
+                   "VQ decoder change) and rewrite its manifest's metrics")
 
     def cmd(args):
-        from .ship import ship
+        from .ship import remeasure, ship
+        if args.remeasure:
+            m = remeasure()
+            print(json.dumps(m["final_metrics"], indent=1))
+            return
         if args.ship_only:
             m = ship(args.runs, evaluate=not args.skip_eval, vq=args.vq)
             print(json.dumps(m.get("final_metrics"), indent=1))
