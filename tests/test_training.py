@@ -209,3 +209,49 @@ def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
     steps = [json.loads(x)["step"] for x in
              (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_text_conditioning_path_learns_a_trivial_mapping(tmp_path):
+    """Every token is the code of the colour the caption names: with all
+    tokens masked only the prompt can tell them, through the real text
+    encoder, CFG dropout and the trainer. A broken conditioning path (the
+    released script's inverted dropout, a detached or misaligned text
+    batch) leaves this at chance (1/8)."""
+    from meissonic_lite import text
+    from meissonic_lite.training.stages import FrozenTextCache
+    from meissonic_lite.training.trainer import TrainConfig, Trainer
+    from meissonic_lite.transformer import (
+        MeissonicTransformer,
+        TransformerConfig,
+    )
+    colours = ("red", "green", "blue", "yellow", "white", "black",
+               "purple", "orange")
+    micro = torch.tensor([64.0, 64.0, 0.0, 0.0, 9.0])
+
+    class Named(torch.utils.data.Dataset):
+        def __len__(self):
+            return 512
+
+        def __getitem__(self, i):
+            k = i % 8
+            return {"tokens": torch.full((8, 8), 3 + 7 * k),
+                    "caption": f"a {colours[k]} square.",
+                    "micro_conds": micro}
+
+    enc = text.from_pretrained()
+    cfg = TransformerConfig.preset("tiny", text_dim=enc.hidden_dim,
+                                   pooled_dim=enc.pooled_dim)
+    torch.manual_seed(0)
+    model = MeissonicTransformer(cfg)
+    encode = FrozenTextCache(enc)
+    null = tuple(t.detach() for t in enc.null(1))
+    Trainer(model, Named(), TrainConfig(steps=80, batch_size=32, lr=1e-3,
+                                        warmup=20, ckpt_every=10**9),
+            tmp_path, null, encode).fit()
+    model.eval()
+    states, pooled = encode([f"a {c} square." for c in colours])
+    with torch.no_grad():
+        logits = model(torch.full((8, 8, 8), cfg.mask_id), states, pooled,
+                       micro.expand(8, -1), torch.full((8,), 1000))
+    want = torch.tensor([3 + 7 * k for k in range(8)])[:, None, None]
+    assert (logits.argmax(1) == want).float().mean() > 0.9
