@@ -7,13 +7,14 @@ them to the judge, so the referee never sees a model.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluation import geneval_lite, load_geneval_prompts
+from .evaluation import detect, geneval_lite, load_geneval_prompts
 from .pipeline import DEFAULT_BLOB_NOISE, DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .world.quality import aesthetic_score
 
@@ -37,6 +38,15 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
     return images
 
 
+def held_out_items(limit: int | None = None) -> list[dict]:
+    """The GenEval-lite prompts, or every k-th of them, `limit` in all
+    (the slice quick checks, sweeps and probes share)."""
+    items = load_geneval_prompts()
+    if limit is not None and limit < len(items):
+        items = items[::max(1, len(items) // limit)][:limit]
+    return items
+
+
 def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
                      guidance: float = DEFAULT_GUIDANCE,
                      seed: int = 0, limit: int | None = None,
@@ -44,9 +54,7 @@ def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
                      blob_noise: float = DEFAULT_BLOB_NOISE) -> dict:
     """GenEval-lite scores (six categories + overall) of `pipe` on the
     held-out prompts (`limit`: every k-th prompt, for quick looks)."""
-    items = load_geneval_prompts()
-    if limit is not None and limit < len(items):
-        items = items[::max(1, len(items) // limit)][:limit]
+    items = held_out_items(limit)
     t0 = time.perf_counter()
     images = generate(pipe, [it["prompt"] for it in items], steps, guidance,
                       seed, batch, progress=progress, blob_noise=blob_noise)
@@ -64,8 +72,7 @@ def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
                   blob_noise: float = DEFAULT_BLOB_NOISE) -> dict:
     """Mean measured aesthetic score of the same prompts and seeds
     generated at micro-condition `high` vs `low` (bar: gap >= 1.5)."""
-    items = load_geneval_prompts()
-    prompts = [it["prompt"] for it in items[::max(1, len(items) // n)][:n]]
+    prompts = [it["prompt"] for it in held_out_items(n)]
     out = {}
     for name, cond in (("high", high), ("low", low)):
         imgs = generate(pipe, prompts, steps, guidance, seed,
@@ -107,7 +114,6 @@ def _colour_use(images, items) -> dict:
     every named colour as some component, and the mean number of object
     colours shown that the prompt does not name (the judge's palette
     reading, every component counted, shaped or not)."""
-    from .evaluation.judge import detect
     named, extra, n = 0, 0, 0
     for img, it in zip(images, items):
         want = {d["color"] for d in it["include"] if "color" in d}
@@ -128,9 +134,7 @@ def phrasing(pipe, steps: int = DEFAULT_STEPS,
     """GenEval-lite and colour use on the same held-out prompts in
     GenEval's phrasing and in the training captions' (`training_phrasing`):
     how much of the failure is the text encoder meeting a new phrasing."""
-    items = load_geneval_prompts()
-    if limit is not None and limit < len(items):
-        items = items[::max(1, len(items) // limit)][:limit]
+    items = held_out_items(limit)
     out = {"steps": steps, "guidance_scale": guidance, "seed": seed,
            "n": len(items)}
     for name, f in (("geneval", lambda p: p),
@@ -171,23 +175,20 @@ def main(argv: list[str] | None = None) -> None:
     blobs = [float(c) for c in a.blob.split(",")]
     pipe = MeissonicLitePipeline.from_pretrained(
         device="cpu", transformer_path=a.transformer)
+    command = "python -m meissonic_lite.t2i_eval " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
     if a.what == "geneval":
         res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
                                blob_noise=blobs[0])
     elif a.what == "phrasing":
-        res = {"command": "python -m meissonic_lite.t2i_eval " +
-               " ".join(argv if argv is not None else __import__(
-                   "sys").argv[1:]),
-               **phrasing(pipe, steps[0], cfgs[0], a.seed,
-                          a.limit or 96)}
+        res = {"command": command, **phrasing(pipe, steps[0], cfgs[0],
+                                              a.seed, a.limit or 96)}
     elif a.what == "aesthetic":
         res = aesthetic_gap(pipe, steps=steps[0], guidance=cfgs[0],
                             seed=a.seed, blob_noise=blobs[0])
     else:
-        res = {"command": "python -m meissonic_lite.t2i_eval " +
-               " ".join(argv if argv is not None else __import__(
-                   "sys").argv[1:]),
+        res = {"command": command,
                "rows": sweep(pipe, steps, cfgs, a.seed, a.limit,
                              blob_list=tuple(blobs))}
     if isinstance(res, dict):
