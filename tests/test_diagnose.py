@@ -150,3 +150,25 @@ def test_probe_cli_records_its_command(tmp_path):
         "python -m meissonic_lite.training.diagnose fill")
     assert set(rec["result"]["region"]) == {
         "object_right", "called_background", "p_background"}
+
+
+def test_loss_split_separates_background_from_object_tokens():
+    """A model that always answers the background code is cheap on the
+    background and dear on the object; the probe must say so, exactly."""
+    import math
+
+    from meissonic_lite.training.diagnose import loss_split
+    vq = FakeVQ()
+    background_only = Oracle(torch.ones_like(vq.grid))
+    rows = loss_split(background_only, vq, FakeText(), n=2, size=32,
+                      rates=(1.0,))
+    (row,) = rows
+    e = math.e
+    assert row["object_share"] == pytest.approx(4 / 24)
+    for name in ("text", "empty"):    # text-blind: both columns agree
+        assert row[f"ce_background_{name}"] == pytest.approx(
+            math.log((e + 9) / e))
+        assert row[f"ce_object_{name}"] == pytest.approx(math.log(e + 9))
+    with pytest.raises(ValueError, match="mask rates"):
+        loss_split(background_only, vq, FakeText(), n=1, size=32,
+                   rates=(0.0,))

@@ -66,6 +66,11 @@ def test_four_stages_then_ship(tmp_path):
     assert json.loads((dest / "transformer.json").read_text())[
         "files"].keys() == {"transformer.safetensors",
                             "text_encoder.safetensors"}
+    assert man["previous_models"] == []
+    again = ship(runs, evaluate=False, dest=dest)   # a retrain ships over it
+    (prev,) = again["previous_models"]
+    assert prev["date"] == man["date"] and prev["steps"] == 8
+    assert prev["stages"]["3"]["spec"]["compress"]
 
 
 def test_stale_cache_is_rebuilt(tmp_path, capsys):

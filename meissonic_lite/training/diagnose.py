@@ -6,7 +6,9 @@ with two baselines that need no model: the image's most common code (the
 background) and the left neighbour's code (pure local copying).
 `prompt_use`: how much the prompt, and its kind words, lower the loss.
 `hidden_object_fill`: can it draw an object none of whose tokens it sees
-(what the sampler asks once the background is decoded)? `main` runs any
+(what the sampler asks once the background is decoded)? `loss_split`: how
+much of the loss is background, how much objects, and what the text
+explains of each. `main` runs any
 of them on a checkpoint and records the command with the figures.
 """
 
@@ -160,6 +162,50 @@ def hidden_object_fill(model, vq, text_encoder, n: int = 64,
     return out
 
 
+@torch.no_grad()
+def loss_split(model, vq, text_encoder, n: int = 64, size: int = 128,
+               rates: tuple[float, ...] = (0.5, 0.9, 1.0),
+               seed: int = 80) -> list[dict]:
+    """Where the training loss goes: masked-token cross-entropy (nats) on
+    the background tokens (the image's most common code) and on the object
+    tokens, with the true long caption and with the empty prompt.
+
+    The background is most of every image, so the mean loss can fall a long
+    way while the object tokens, the part a prompt is about, stay
+    unlearnt; the empty-prompt columns say how much of either the text
+    explains. One row per mask rate, n clean held-out images."""
+    if not all(0 < r <= 1 for r in rates):
+        raise ValueError("mask rates must lie in (0, 1]")
+    ds = ShapesDataset(n, size=size, seed=seed, caption_style="long",
+                       p_clean=1.0)
+    examples = [ds.example(i) for i in range(n)]
+    device = next(model.parameters()).device
+    tokens = vq.encode(torch.stack([to_tensor(e.image) for e in examples])
+                       .to(device))
+    micro = torch.tensor([e.micro_conds for e in examples],
+                         dtype=torch.float32, device=device)
+    mode = torch.stack([t.flatten().mode().values for t in tokens])
+    background = tokens == mode[:, None, None]
+    prompts = {"text": text_encoder.encode([e.caption for e in examples]),
+               "empty": text_encoder.encode([""] * n)}
+    rows = []
+    for r in rates:
+        g = torch.Generator().manual_seed(seed)
+        mask = (torch.rand(tokens.shape, generator=g) < r).to(device)
+        inp = torch.where(mask, model.config.mask_id, tokens)
+        level = mask_rate_level(mask.flatten(1).float().mean(1).double()
+                                .cpu()).to(device)
+        row = {"mask_rate": r,
+               "object_share": float((~background)[mask].float().mean())}
+        for name, (states, pooled) in prompts.items():
+            logits = model(inp, states, pooled, micro, level).float()
+            ce = F.cross_entropy(logits, tokens, reduction="none")
+            row[f"ce_background_{name}"] = float(ce[mask & background].mean())
+            row[f"ce_object_{name}"] = float(ce[mask & ~background].mean())
+        rows.append(row)
+    return rows
+
+
 def load_model(path):
     """A transformer from a trainer checkpoint (`latest.pt`: returns its
     step too) or a safetensors file (step None), in eval mode."""
@@ -177,7 +223,7 @@ def load_model(path):
 
 
 PROBES = {"fill": hidden_object_fill, "context": masked_token_accuracy,
-          "prompt": prompt_use}
+          "prompt": prompt_use, "split": loss_split}
 
 
 def main(argv: list[str] | None = None) -> None:

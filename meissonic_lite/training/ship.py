@@ -162,6 +162,8 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
         "dtype": "float16",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__}
+    manifest["previous_models"] = _previous_models(weights.with_suffix(
+        ".json"))
     if evaluate:
         if dest.resolve() != WEIGHTS_DIR.resolve():
             raise ValueError("evaluate=True measures the package's "
@@ -171,6 +173,23 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
     atomic_write_bytes(weights.with_suffix(".json"),
                        (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
+
+
+def _previous_models(path: Path) -> list[dict]:
+    """The models shipped before this one, in brief (recipe, figures, the
+    probes run while training them), so a retrain never erases the
+    evidence a chapter compares against."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    brief = {k: old.get(k) for k in ("date", "command", "steps",
+                                     "wall_time_s", "final_metrics",
+                                     "measured_with", "history")}
+    brief["stages"] = {s: {k: st.get(k) for k in ("spec", "steps",
+                                                  "wall_time_s",
+                                                  "diagnostics")}
+                       for s, st in old.get("stages", {}).items()}
+    return old.get("previous_models", []) + [brief]
 
 
 def _measured_with() -> dict:
