@@ -7,11 +7,11 @@ long captions -> 32x32 with compression (16x16 inside) -> fine-tune on
 curated data (mostly clean images, long captions) with the text encoder
 unfrozen at a tenth of the learning rate. Every stage feeds the *measured*
 aesthetic score as a micro-condition (the released data code feeds a
-constant 6.0: spec 4.4). From step 800 of stage 3 on, half of the samples
-are masked as blobs instead of scattered tokens (`masking.blob_keys`), so
-the model learns to draw an object it cannot see any part of: what the
-sampler asks once the background is decoded (chapter 6). The recipe
-records the step at which this run switched them on.
+constant 6.0: spec 4.4). In every stage half of the samples are masked as
+blobs instead of scattered tokens (`masking.blob_keys`), so the model
+learns to draw an object it cannot see any part of: what the sampler asks
+once the background is decoded (chapter 6). Most of the budget goes to
+stage 3, the resolution the book ships.
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ class StageSpec:
 
 
 STAGES: dict[int, StageSpec] = {
-    1: StageSpec(1, 8, False, "short", 0.8, 20000, 500, 64, 1e-3, 50),
-    2: StageSpec(2, 16, False, "long", 0.8, 20000, 600, 32, 8e-4, 50,
-                 init_from=1),
-    3: StageSpec(3, 32, True, "mixed", 0.8, 24000, 2500, 32, 6e-4, 100,
-                 init_from=2, blob_masks=0.5, blob_start=800),
+    1: StageSpec(1, 8, False, "short", 0.8, 20000, 400, 64, 1e-3, 50,
+                 blob_masks=0.5),
+    2: StageSpec(2, 16, False, "long", 0.8, 20000, 800, 32, 8e-4, 50,
+                 init_from=1, blob_masks=0.5),
+    3: StageSpec(3, 32, True, "mixed", 0.8, 24000, 2400, 32, 6e-4, 100,
+                 init_from=2, blob_masks=0.5),
     4: StageSpec(4, 32, True, "mixed", 0.9, 8000, 300, 32, 1e-4, 30,
                  train_text=True, init_from=3, blob_masks=0.5),
 }
