@@ -21,10 +21,11 @@ from ..masking import mask_rate_level
 from ..world.dataset import ShapesDataset, to_tensor
 
 
-def _clean_examples(model, vq, n: int, size: int, seed: int):
+def _clean_examples(model, vq, n: int, size: int, seed: int,
+                    caption_style: str = "short"):
     """n clean held-out examples, their tokens and micro-conditions, on
     the model's device."""
-    ds = ShapesDataset(n, size=size, seed=seed, caption_style="short",
+    ds = ShapesDataset(n, size=size, seed=seed, caption_style=caption_style,
                        p_clean=1.0)
     examples = [ds.example(i) for i in range(n)]
     device = next(model.parameters()).device
@@ -33,6 +34,22 @@ def _clean_examples(model, vq, n: int, size: int, seed: int):
     micro = torch.tensor([e.micro_conds for e in examples],
                          dtype=torch.float32, device=device)
     return examples, tokens, micro
+
+
+def _level(mask: torch.Tensor) -> torch.Tensor:
+    """The mask-rate level each grid's realised share of masked tokens
+    gives, on the mask's device."""
+    return mask_rate_level(mask.flatten(1).float().mean(1).double()
+                           .cpu()).to(mask.device)
+
+
+def _mask_at_rate(tokens: torch.Tensor, rate: float, seed: int,
+                  mask_id: int):
+    """Mask each token with probability `rate` (draws seeded by `seed`):
+    the mask, the model's input ids and their mask-rate levels."""
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(tokens.shape, generator=g) < rate).to(tokens.device)
+    return mask, torch.where(mask, mask_id, tokens), _level(mask)
 
 
 @torch.no_grad()
@@ -45,18 +62,14 @@ def masked_token_accuracy(model, vq, text_encoder, n: int = 32,
     if not all(0 < r <= 1 for r in rates):
         raise ValueError("mask rates must lie in (0, 1]")
     examples, tokens, micro = _clean_examples(model, vq, n, size, seed)
-    device = tokens.device
     states, pooled = text_encoder.encode([e.caption for e in examples])
     mode = torch.stack([t.flatten().mode().values for t in tokens])
     # left neighbour's code (column 0 takes its right neighbour's)
     left = torch.cat([tokens[:, :, 1:2], tokens[:, :, :-1]], dim=2)
     rows = []
     for r in rates:
-        g = torch.Generator().manual_seed(seed)
-        mask = (torch.rand(tokens.shape, generator=g) < r).to(device)
-        inp = torch.where(mask, model.config.mask_id, tokens)
-        level = mask_rate_level(mask.flatten(1).float().mean(1).double()
-                                .cpu()).to(device)
+        mask, inp, level = _mask_at_rate(tokens, r, seed,
+                                         model.config.mask_id)
         pred = model(inp, states, pooled, micro, level).argmax(1)
 
         def hit(guess: torch.Tensor) -> float:
@@ -89,7 +102,6 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     if not 0 < rate <= 1:
         raise ValueError(f"mask rate must lie in (0, 1], got {rate}")
     examples, tokens, micro = _clean_examples(model, vq, n, size, seed)
-    device = tokens.device
     prompts = {"true": [], "other_kind": []}
     for i, e in enumerate(examples):
         for name, scene in (("true", e.scene),
@@ -97,14 +109,11 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
             rng = np.random.default_rng([seed, i])   # same template
             prompts[name].append(caption(scene, rng, "short"))
     prompts["empty"] = [""] * n
-    g = torch.Generator().manual_seed(seed)
-    mask = (torch.rand(tokens.shape, generator=g) < rate).to(device)
-    inp = torch.where(mask, model.config.mask_id, tokens)
+    mask, inp, level = _mask_at_rate(tokens, rate, seed,
+                                     model.config.mask_id)
     mode = torch.stack([t.flatten().mode().values for t in tokens])
     obj = mask & (tokens != mode[:, None, None])
     labels = torch.where(obj, tokens, -100)
-    level = mask_rate_level(mask.flatten(1).float().mean(1).double()
-                            .cpu()).to(device)
     ce = {}
     for name, texts in prompts.items():
         states, pooled = text_encoder.encode(texts)
@@ -147,9 +156,8 @@ def hidden_object_fill(model, vq, text_encoder, n: int = 64,
     out = {"n": n, "masked_share": float(region.float().mean())}
     for name, mask in (("region", region), ("scattered", scattered)):
         inp = torch.where(mask, model.config.mask_id, tokens)
-        level = mask_rate_level(mask.flatten(1).float().mean(1).double()
-                                .cpu()).to(device)
-        probs = model(inp, states, pooled, micro, level).float().softmax(1)
+        probs = model(inp, states, pooled, micro, _level(mask)).float() \
+            .softmax(1)
         pred = probs.argmax(1)
         p_bg = probs.gather(1, mode[:, None, None, None].expand(
             -1, 1, *tokens.shape[1:]))[:, 0]
@@ -176,25 +184,16 @@ def loss_split(model, vq, text_encoder, n: int = 64, size: int = 128,
     explains. One row per mask rate, n clean held-out images."""
     if not all(0 < r <= 1 for r in rates):
         raise ValueError("mask rates must lie in (0, 1]")
-    ds = ShapesDataset(n, size=size, seed=seed, caption_style="long",
-                       p_clean=1.0)
-    examples = [ds.example(i) for i in range(n)]
-    device = next(model.parameters()).device
-    tokens = vq.encode(torch.stack([to_tensor(e.image) for e in examples])
-                       .to(device))
-    micro = torch.tensor([e.micro_conds for e in examples],
-                         dtype=torch.float32, device=device)
+    examples, tokens, micro = _clean_examples(model, vq, n, size, seed,
+                                              caption_style="long")
     mode = torch.stack([t.flatten().mode().values for t in tokens])
     background = tokens == mode[:, None, None]
     prompts = {"text": text_encoder.encode([e.caption for e in examples]),
                "empty": text_encoder.encode([""] * n)}
     rows = []
     for r in rates:
-        g = torch.Generator().manual_seed(seed)
-        mask = (torch.rand(tokens.shape, generator=g) < r).to(device)
-        inp = torch.where(mask, model.config.mask_id, tokens)
-        level = mask_rate_level(mask.flatten(1).float().mean(1).double()
-                                .cpu()).to(device)
+        mask, inp, level = _mask_at_rate(tokens, r, seed,
+                                         model.config.mask_id)
         row = {"mask_rate": r,
                "object_share": float((~background)[mask].float().mean())}
         for name, (states, pooled) in prompts.items():
