@@ -85,6 +85,33 @@ def aesthetic_gap(pipe, n: int = 64, high: float = 9.0, low: float = 2.0,
     return out
 
 
+def shuffled_within_category(items: list[dict]) -> list[int]:
+    """perm[i]: the index of the next prompt of item i's category
+    (cyclically), so image perm[i] is scored against prompt i."""
+    by: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by.setdefault(it["tag"], []).append(i)
+    perm = list(range(len(items)))
+    for idx in by.values():
+        for a, b in zip(idx, idx[1:] + idx[:1]):
+            perm[a] = b
+    return perm
+
+
+def prompt_floor(images, items: list[dict]) -> dict:
+    """GenEval-lite of the same images against their own prompts and
+    against another prompt of the same category: a model that ignores
+    its prompt scores the same on both (the chance floor of the metric)."""
+    images = list(images)
+    perm = shuffled_within_category(items)
+    matched = geneval_lite(images, items)
+    shuffled = geneval_lite([images[perm[i]] for i in range(len(items))],
+                            items)
+    return {"matched": {k: round(v, 4) for k, v in matched.items()},
+            "shuffled": {k: round(v, 4) for k, v in shuffled.items()},
+            "n": len(items)}
+
+
 def sweep(pipe, steps_list: list[int], guidance_list: list[float],
           seed: int = 0, limit: int | None = None,
           progress: bool = True,
@@ -148,7 +175,7 @@ def phrasing(pipe, steps: int = DEFAULT_STEPS,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing`:
+    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing|floor`:
     measure the shipped pipeline and print (and optionally save) JSON."""
     import argparse
 
@@ -156,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     from .utils import report_json
     p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
     p.add_argument("what", choices=("geneval", "aesthetic", "sweep",
-                                     "phrasing"))
+                                     "phrasing", "floor"))
     p.add_argument("--steps", default=str(DEFAULT_STEPS),
                    help="comma list for sweep (default: the pipeline's)")
     p.add_argument("--cfg", default=str(DEFAULT_GUIDANCE),
@@ -184,6 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     elif a.what == "phrasing":
         res = {"command": command, **phrasing(pipe, steps[0], cfgs[0],
                                               a.seed, a.limit or 96)}
+    elif a.what == "floor":
+        items = held_out_items(a.limit)
+        images = generate(pipe, [it["prompt"] for it in items], steps[0],
+                          cfgs[0], a.seed, blob_noise=blobs[0])
+        res = {"command": command, **prompt_floor(images, items)}
     elif a.what == "aesthetic":
         res = aesthetic_gap(pipe, steps=steps[0], guidance=cfgs[0],
                             seed=a.seed, blob_noise=blobs[0])

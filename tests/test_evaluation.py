@@ -165,3 +165,21 @@ def test_training_phrasing_and_colour_use_on_oracle_renders():
     assert res["other_colours_per_image"] == 0.0
     blank = [np.full((128, 128, 3), 128, np.uint8)] * 20
     assert _colour_use(blank, items)["named_colours_shown"] == 0.0
+
+
+def test_prompt_floor_separates_prompt_following_from_chance():
+    """True renders of their prompts score high against them and low
+    against another prompt of the same category; a prompt-blind image set
+    (one image for every prompt) scores the same on both."""
+    from meissonic_lite.t2i_eval import prompt_floor, shuffled_within_category
+    items = load_geneval_prompts()[::17][:24]
+    perm = shuffled_within_category(items)
+    assert sorted(perm) == list(range(len(items)))
+    assert all(items[perm[i]]["tag"] == it["tag"]
+               for i, it in enumerate(items))
+    imgs = [render(prompt_scene(it, i), 128) for i, it in enumerate(items)]
+    r = prompt_floor(imgs, items)
+    assert r["matched"]["overall"] > 0.8
+    assert r["shuffled"]["overall"] < r["matched"]["overall"] - 0.4
+    blind = prompt_floor([imgs[0]] * len(items), items)
+    assert blind["matched"] == blind["shuffled"]
