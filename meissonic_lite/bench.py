@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from .masking import mask_tokens
 from .transformer import MeissonicTransformer, TransformerConfig
-from .utils import autocast, pick_device, set_seed
+from .utils import (autocast, autocast_helps, cpu_has_native_bf16,
+                    pick_device, set_seed)
 
 
 def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
@@ -85,7 +86,9 @@ def _cmd_transformer(args: argparse.Namespace) -> None:
     stages = [("stage 2", 16, False), ("stage 3", 32, True)]
     print(f"preset {args.preset}: width {base.dim}, dual {base.num_dual}, "
           f"single {base.num_single}, batch {args.batch}, text "
-          f"{args.text_len} tokens, bf16 autocast {not args.fp32}, "
+          f"{args.text_len} tokens, bf16 autocast "
+          f"{not args.fp32 and autocast_helps(pick_device(args.device))}"
+          f"{'' if args.fp32 or cpu_has_native_bf16() else ' (no native bf16 on this CPU)'}, "
           f"threads {torch.get_num_threads()}")
     for name, grid, comp in stages:
         cfg = TransformerConfig.preset(args.preset, compress=comp)

@@ -38,7 +38,7 @@ from .text import (
     from_pretrained,
     save,
 )
-from .utils import atomic_write_bytes, set_seed
+from .utils import atomic_write_bytes, autocast, set_seed
 from .world import vocab
 from .world.captions import caption
 from .world.dataset import make_example, to_tensor
@@ -507,7 +507,7 @@ def train(args: argparse.Namespace) -> dict:
             grp["lr"] = _lr(step, args)
         if args.mirror_negatives:
             x = torch.cat([x, mirrored(x, batch)])
-        with torch.autocast("cpu", torch.bfloat16, enabled=args.bf16):
+        with autocast(torch.device("cpu"), args.bf16):
             im = enc.encode_image(x).float()
             tx = enc.text_forward(ids, trim=True)[1].float()
             scale = enc.clip.logit_scale.exp().clamp(max=100)

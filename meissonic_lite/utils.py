@@ -8,6 +8,7 @@ and a GPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import tempfile
@@ -33,16 +34,40 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True if this CPU computes bf16 in hardware (AVX-512 BF16 or AMX).
+
+    Without it (e.g. AVX2-only CPUs) oneDNN emulates bf16 and autocast
+    makes training several times slower instead of 1.5x faster
+    (measured on an AVX2 EPYC: VQ training 3.1 s/step in bf16, 0.28 in
+    fp32). PyTorch has no public query; its own CPU tests use this op."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):   # pragma: no cover - old torch
+        return False
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA (when supported) and on CPU: both measured to help."""
+    """bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with
+    native bf16: both measured to help."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
 
 
+def autocast_helps(device: torch.device) -> bool:
+    """Whether mixed precision speeds `device` up: any CUDA GPU, and a
+    CPU only if it has native bf16."""
+    return device.type == "cuda" or (device.type == "cpu"
+                                      and cpu_has_native_bf16())
+
+
 def autocast(device: torch.device, enabled: bool = True):
-    """A torch.autocast context for `device`, or a no-op when disabled."""
-    if not enabled:
+    """A torch.autocast context for `device` when `enabled` and it helps
+    there (`autocast_helps`); otherwise a no-op, so `bf16=True` in a
+    config means "mixed precision where the hardware has it"."""
+    if not (enabled and autocast_helps(device)):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=autocast_dtype(device))
 

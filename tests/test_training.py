@@ -255,3 +255,18 @@ def test_text_conditioning_path_learns_a_trivial_mapping(tmp_path):
                        micro.expand(8, -1), torch.full((8,), 1000))
     want = torch.tensor([3 + 7 * k for k in range(8)])[:, None, None]
     assert (logits.argmax(1) == want).float().mean() > 0.9
+
+
+def test_autocast_only_where_the_hardware_has_bf16(monkeypatch):
+    """bf16=True means mixed precision where it helps: on a CPU without
+    native bf16 (emulated, several times slower) autocast is a no-op."""
+    from meissonic_lite import utils
+    cpu = torch.device("cpu")
+    for native in (False, True):
+        monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda n=native: n)
+        with utils.autocast(cpu, True):
+            y = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
+        assert y.dtype == (torch.bfloat16 if native else torch.float32)
+        with utils.autocast(cpu, False):
+            y = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
+        assert y.dtype == torch.float32
