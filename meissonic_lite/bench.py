@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 from .masking import mask_tokens
 from .transformer import MeissonicTransformer, TransformerConfig
-from .utils import (autocast, autocast_helps, cpu_has_native_bf16,
-                    pick_device, set_seed)
+from .utils import autocast, autocast_helps, pick_device, set_seed
 
 
 def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
@@ -84,11 +83,11 @@ def _cmd_transformer(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads) if args.threads else None
     base = TransformerConfig.preset(args.preset)
     stages = [("stage 2", 16, False), ("stage 3", 32, True)]
+    mixed = not args.fp32 and autocast_helps(pick_device(args.device))
+    why = "" if mixed or args.fp32 else " (no native bf16 here)"
     print(f"preset {args.preset}: width {base.dim}, dual {base.num_dual}, "
           f"single {base.num_single}, batch {args.batch}, text "
-          f"{args.text_len} tokens, bf16 autocast "
-          f"{not args.fp32 and autocast_helps(pick_device(args.device))}"
-          f"{'' if args.fp32 or cpu_has_native_bf16() else ' (no native bf16 on this CPU)'}, "
+          f"{args.text_len} tokens, bf16 autocast {mixed}{why}, "
           f"threads {torch.get_num_threads()}")
     for name, grid, comp in stages:
         cfg = TransformerConfig.preset(args.preset, compress=comp)
