@@ -93,7 +93,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                   height=args.height, width=args.width,
                   num_images_per_prompt=args.n,
                   generator=torch.Generator().manual_seed(args.seed),
-                  aesthetic_score=args.aesthetic)
+                  aesthetic_score=args.aesthetic,
+                  token_temperature=args.token_temperature)
     t2 = time.perf_counter()
     if args.n == 1:
         images[0].save(out)
@@ -163,6 +164,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="grid columns (default min(n, 4))")
     p.add_argument("--aesthetic", type=float, default=d["aesthetic_score"],
                    help="aesthetic-score micro-condition in [0, 10]")
+    p.add_argument("--token-temperature", type=float,
+                   default=d["token_temperature"],
+                   help="divides the logits each token is drawn from; "
+                        "below 1: fewer stray colours (chapter 7)")
     add_model_arguments(p)
     p.set_defaults(func=cmd_generate)
     return p

@@ -117,15 +117,23 @@ class MeissonicLitePipeline:
                  generator: torch.Generator | None = None,
                  aesthetic_score: float = 9.0,
                  temperature: tuple[float, float] = (2.0, 0.0),
+                 token_temperature: float = 1.0,
                  schedule: str = "cosine",
                  guidance_schedule: str = DEFAULT_GUIDANCE_SCHEDULE,
                  blob_noise: float = DEFAULT_BLOB_NOISE,
                  callback: Callable | None = None,
                  output_type: str = "pil"):
-        """Generate images; returns PIL images (or a (B,3,H,W) tensor)."""
+        """Generate images; returns PIL images (or a (B,3,H,W) tensor).
+
+        `temperature` anneals the Gumbel noise on the reveal order (MaskGIT);
+        `token_temperature` divides the logits each token is drawn from
+        (below 1: fewer stray colours, chapter 7)."""
         prompts, negative = self._check(
             prompt, negative_prompt, num_inference_steps, guidance_scale,
             height, width, num_images_per_prompt)
+        if not token_temperature > 0:
+            raise ValueError(f"token_temperature must be > 0, got "
+                             f"{token_temperature}")
         if not 0 <= aesthetic_score <= 10:
             raise ValueError("aesthetic_score must be in [0, 10]")
         if output_type not in ("pil", "pt"):
@@ -139,6 +147,7 @@ class MeissonicLitePipeline:
         f = self.vq.config.factor
         cfg = SamplerConfig(num_inference_steps, guidance_scale, schedule,
                             temperature,
+                            token_temperature=token_temperature,
                             guidance_schedule=guidance_schedule,
                             blob_noise=blob_noise)
         tokens = decode(self.transformer, cond, uncond, micro,

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluation import detect, geneval_lite, load_geneval_prompts
+from .evaluation import (
+    detect,
+    geneval_lite,
+    load_geneval_prompts,
+    score_detections,
+)
 from .pipeline import DEFAULT_BLOB_NOISE, DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .world.quality import aesthetic_score
 
@@ -24,7 +29,8 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
              batch: int = 32,
              size: int = 128, aesthetic: float = 9.0,
              progress: bool = True,
-             blob_noise: float = DEFAULT_BLOB_NOISE) -> list:
+             blob_noise: float = DEFAULT_BLOB_NOISE,
+             token_temperature: float = 1.0) -> list:
     """One image per prompt; batch k uses generator seed `seed + k`, so
     results depend only on (seed, batch), never on what ran before."""
     images = []
@@ -34,6 +40,7 @@ def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
         images += pipe(prompts[i:i + batch], num_inference_steps=steps,
                        guidance_scale=guidance, height=size, width=size,
                        aesthetic_score=aesthetic, blob_noise=blob_noise,
+                       token_temperature=token_temperature,
                        generator=torch.Generator().manual_seed(seed + k))
     return images
 
@@ -51,14 +58,20 @@ def evaluate_geneval(pipe, steps: int = DEFAULT_STEPS,
                      guidance: float = DEFAULT_GUIDANCE,
                      seed: int = 0, limit: int | None = None,
                      batch: int = 32, progress: bool = True,
-                     blob_noise: float = DEFAULT_BLOB_NOISE) -> dict:
+                     blob_noise: float = DEFAULT_BLOB_NOISE,
+                     token_temperature: float = 1.0) -> dict:
     """GenEval-lite scores (six categories + overall) of `pipe` on the
-    held-out prompts (`limit`: every k-th prompt, for quick looks)."""
+    held-out prompts (`limit`: every k-th prompt, for quick looks), and
+    `objects_per_image`: how many objects the judge saw in an image, on
+    average (a prompt asks for 1-4; more means clutter)."""
     items = held_out_items(limit)
     t0 = time.perf_counter()
     images = generate(pipe, [it["prompt"] for it in items], steps, guidance,
-                      seed, batch, progress=progress, blob_noise=blob_noise)
-    scores = geneval_lite(images, items)
+                      seed, batch, progress=progress, blob_noise=blob_noise,
+                      token_temperature=token_temperature)
+    dets = [detect(im) for im in images]
+    scores = score_detections(dets, items)
+    scores["objects_per_image"] = float(np.mean([len(d) for d in dets]))
     scores = {k: round(v, 4) for k, v in scores.items()}
     scores["n"] = len(items)
     scores["seconds"] = round(time.perf_counter() - t0, 1)
@@ -115,17 +128,21 @@ def prompt_floor(images, items: list[dict]) -> dict:
 def sweep(pipe, steps_list: list[int], guidance_list: list[float],
           seed: int = 0, limit: int | None = None,
           progress: bool = True,
-          blob_list: tuple[float, ...] = (DEFAULT_BLOB_NOISE,)
-          ) -> list[dict]:
-    """GenEval-lite for every (steps, guidance, blob noise) cell."""
+          blob_list: tuple[float, ...] = (DEFAULT_BLOB_NOISE,),
+          temperature_list: tuple[float, ...] = (1.0,)) -> list[dict]:
+    """GenEval-lite for every (steps, guidance, blob noise, token
+    temperature) cell."""
     rows = []
     for s in steps_list:
         for g in guidance_list:
             for bn in blob_list:
-                r = evaluate_geneval(pipe, s, g, seed, limit,
-                                     progress=progress, blob_noise=bn)
-                rows.append({"steps": s, "guidance_scale": g,
-                             "blob_noise": bn, **r})
+                for tt in temperature_list:
+                    r = evaluate_geneval(pipe, s, g, seed, limit,
+                                         progress=progress, blob_noise=bn,
+                                         token_temperature=tt)
+                    rows.append({"steps": s, "guidance_scale": g,
+                                 "blob_noise": bn, "token_temperature": tt,
+                                 **r})
     return rows
 
 
@@ -190,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma list for sweep (default: the pipeline's)")
     p.add_argument("--blob", default=str(DEFAULT_BLOB_NOISE),
                    help="sampler blob_noise, comma list for sweep")
+    p.add_argument("--token-temp", default="1.0",
+                   help="sampler token_temperature, comma list for sweep")
     p.add_argument("--transformer", default=None,
                    help="transformer weights (default: the shipped ones)")
     p.add_argument("--limit", type=int, default=None,
@@ -200,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = [int(s) for s in a.steps.split(",")]
     cfgs = [float(c) for c in a.cfg.split(",")]
     blobs = [float(c) for c in a.blob.split(",")]
+    temps = [float(c) for c in a.token_temp.split(",")]
     pipe = MeissonicLitePipeline.from_pretrained(
         device="cpu", transformer_path=a.transformer)
     command = "python -m meissonic_lite.t2i_eval " + " ".join(
@@ -207,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     if a.what == "geneval":
         res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
-                               blob_noise=blobs[0])
+                               blob_noise=blobs[0],
+                               token_temperature=temps[0])
     elif a.what == "phrasing":
         res = {"command": command, **phrasing(pipe, steps[0], cfgs[0],
                                               a.seed, a.limit or 96)}
@@ -222,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         res = {"command": command,
                "rows": sweep(pipe, steps, cfgs, a.seed, a.limit,
-                             blob_list=tuple(blobs))}
+                             blob_list=tuple(blobs),
+                             temperature_list=tuple(temps))}
     if isinstance(res, dict):
         res["wall_time_s"] = round(time.perf_counter() - t0, 1)
     report_json(res, a.out)

@@ -14,6 +14,7 @@ from meissonic_lite.evaluation import (
     load_geneval_prompts,
     make_geneval_prompts,
     prompt_scene,
+    score_detections,
     score_item,
 )
 from meissonic_lite.evaluation.accuracy import true_score_envelope
@@ -112,6 +113,8 @@ def test_geneval_on_oracle_renders_is_near_perfect():
     scores = geneval_lite(imgs, items)
     assert scores["overall"] >= 0.95
     assert set(scores) == set(CATEGORIES) | {"overall"}
+    # The harness path (judge once, score the detections) agrees.
+    assert score_detections([detect(im) for im in imgs], items) == scores
 
 
 def test_geneval_fails_wrong_images():

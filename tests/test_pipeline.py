@@ -51,6 +51,7 @@ def test_same_seed_same_image(pipe):
     (dict(height=30), "multiple of 4"),
     (dict(num_inference_steps=0), "steps"),
     (dict(guidance_scale=-1.0), "guidance"),
+    (dict(token_temperature=0.0), "token_temperature"),
     (dict(num_images_per_prompt=10**6), "GiB"),
     (dict(negative_prompt=["a", "b"]), "negative_prompt"),
 ])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meissonic_lite.masking import tokens_revealed_per_step
+from meissonic_lite.masking import mask_rate_level, tokens_revealed_per_step
 from meissonic_lite.sampling import SamplerConfig, decode
 from meissonic_lite.transformer import MeissonicTransformer, \
     TransformerConfig
@@ -146,3 +146,25 @@ def test_blob_noise_changes_the_order_only_when_on(model):
 def test_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
         SamplerConfig(**kw)
+
+
+def test_low_token_temperature_draws_the_most_likely_token(model):
+    """One step from a blank grid with no reveal noise: each revealed token
+    is drawn from the logits / T, so a small T gives the argmax and T = 1
+    gives draws that sometimes differ from it."""
+    cond, uncond, micro = _inputs(model)
+    mid = model.config.mask_id
+    level = mask_rate_level(torch.ones(2))
+    with torch.no_grad():
+        logits = model(torch.full((2, 4, 4), mid), cond[0], cond[1],
+                       micro, level)
+    best = logits.argmax(1)                               # (2, 4, 4)
+
+    def draw(t, seed):
+        cfg = SamplerConfig(steps=1, guidance_scale=1.0,
+                            gumbel_temperature=(0.0, 0.0),
+                            token_temperature=t)
+        return decode(model, cond, None, micro, (4, 4), cfg,
+                      torch.Generator().manual_seed(seed))
+    assert all(torch.equal(draw(1e-3, s), best) for s in range(3))
+    assert any(not torch.equal(draw(1.0, s), best) for s in range(3))

@@ -10,6 +10,7 @@ from .geneval import (
     load_geneval_prompts,
     make_geneval_prompts,
     prompt_scene,
+    score_detections,
     score_item,
 )
 from .judge import ACCEPT_SCORE, Detection, count, detect, match_scene
@@ -17,6 +18,7 @@ from .judge import ACCEPT_SCORE, Detection, count, detect, match_scene
 __all__ = [
     "ACCEPT_SCORE", "CATEGORIES", "Detection", "count", "detect",
     "geneval_lite", "judge_accuracy", "load_geneval_prompts",
-    "make_geneval_prompts", "match_scene", "prompt_scene", "score_item",
+    "make_geneval_prompts", "match_scene", "prompt_scene", "score_detections",
+    "score_item",
     "true_score_envelope",
 ]

@@ -155,12 +155,22 @@ def geneval_lite(images, prompts: list[dict]) -> dict[str, float]:
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images for {len(prompts)} "
                          "prompts: give one image per prompt")
+    return score_detections([detect(img) for img in images], prompts)
+
+
+def score_detections(detections: list[list[Detection]],
+                     prompts: list[dict]) -> dict[str, float]:
+    """GenEval-lite from what the judge saw in each image (so a harness
+    that also counts the detections runs the judge once)."""
+    if len(detections) != len(prompts):
+        raise ValueError(f"{len(detections)} detection lists for "
+                         f"{len(prompts)} prompts")
     hits: dict[str, list[bool]] = {t: [] for t in CATEGORIES}
-    for img, item in zip(images, prompts):
+    for dets, item in zip(detections, prompts):
         if item["tag"] not in hits:
             raise ValueError(f"unknown category {item['tag']!r}; allowed:"
                              f" {', '.join(CATEGORIES)}")
-        hits[item["tag"]].append(score_item(item, detect(img)))
+        hits[item["tag"]].append(score_item(item, dets))
     scores = {t: float(np.mean(h)) for t, h in hits.items() if h}
     scores["overall"] = float(np.mean(list(scores.values())))
     return scores
