@@ -58,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func=cmd_judge)
     # Subcommands that live beside the code they drive.
     from . import clip_train, editing_cli, generate_cli, token_cache, vq_train
-    from .training import stages
+    from .training import gates, stages
     vq_train.add_parser(sub)          # train-vq
     token_cache.add_parser(sub)       # extract
     clip_train.add_parser(sub)        # train-clip
     stages.add_parser(sub)            # train
+    gates.add_parser(sub)             # gate
     editing_cli.add_parser(sub)       # edit
     generate_cli.add_parser(sub)      # generate
     return p

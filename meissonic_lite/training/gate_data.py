@@ -1,0 +1,121 @@
+"""G0's data (chapter 6): one large object on gray, its caption, its
+tokens (the VQ's codes or flat colour codes) and the ideal text encoder.
+
+`snap_to_flat` and `OneHotText` exist to take the gate apart: flat codes
+remove the edge codes (which carry where an edge falls inside its patch),
+and one-hot text removes the CLIP text path, one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from ..evaluation.judge import PALETTE
+from ..world import vocab
+from ..world.render import render
+from ..world.scene import Group, make_scene
+
+BACKGROUND = "gray"
+
+
+def g0_pairs() -> list[tuple[str, str]]:
+    """Every (kind, colour) of G0: the world's 6 shapes x 8 colours."""
+    return [(k, c) for k in vocab.SHAPES for c in vocab.COLORS]
+
+
+def g0_caption(kind: str, color: str) -> str:
+    """G0's short caption, e.g. 'a red star'."""
+    return f"a {color} {kind}"
+
+
+def g0_images(n: int, size: int, seed: int, align: int = 0):
+    """n G0 renders (PIL) and their (kind, colour): object i is pair i mod
+    48, placed at random; `align` > 0 snaps its centre to multiples of
+    that many pixels (e.g. the token size, so no sub-token offsets)."""
+    pairs = g0_pairs()
+    out = []
+    for i in range(n):
+        kind, color = pairs[i % len(pairs)]
+        scene = make_scene([Group(kind, color, "large", 1)], BACKGROUND,
+                           seed=seed * 1_000_003 + i)
+        if align:
+            snap = [replace(o, cx=round(o.cx * size / align) * align / size,
+                            cy=round(o.cy * size / align) * align / size)
+                    for o in scene.objects]
+            scene = replace(scene, objects=tuple(snap))
+        out.append((render(scene, size), (kind, color)))
+    return out
+
+
+def flat_codes(tok) -> torch.Tensor:
+    """(P,) the code the tokenizer gives a flat patch of each palette
+    colour (judge.COLOR_NAMES order): one code per colour (chapter 2)."""
+    rgb = torch.tensor(PALETTE / 255.0).float()
+    img = rgb[:, :, None, None].expand(-1, 3, 4 * tok.config.factor,
+                                       4 * tok.config.factor)
+    with torch.no_grad():
+        return tok.encode(img)[:, 1, 1]
+
+
+def snap_to_flat(images: torch.Tensor, tok) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B, H/f, W/f) flat codes: each patch
+    becomes the code of its most common palette colour, so an object's
+    outline is carried by which tokens hold it, not by edge codes."""
+    f = tok.config.factor
+    x = images.permute(0, 2, 3, 1) * 255.0
+    lab = torch.cdist(x.reshape(-1, 3), torch.tensor(PALETTE).float())
+    lab = lab.argmin(-1).reshape(x.shape[:3])            # (B, H, W)
+    b, h, w = lab.shape
+    patches = lab.reshape(b, h // f, f, w // f, f).permute(0, 1, 3, 2, 4)
+    onehot = F.one_hot(patches.reshape(b, h // f, w // f, f * f),
+                       len(PALETTE)).sum(-2)             # (B, h, w, P)
+    return flat_codes(tok)[onehot.argmax(-1)]
+
+
+class OneHotText:
+    """The ideal text encoder for G0: a fixed random vector per kind and
+    per colour (B, 2, D); pooled is their sum; the null prompt is zeros."""
+
+    def __init__(self, dim: int, pooled_dim: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.kind = torch.randn(len(vocab.SHAPES), dim, generator=g)
+        self.color = torch.randn(len(vocab.COLORS), dim, generator=g)
+        self.proj = torch.randn(dim, pooled_dim, generator=g) / dim ** 0.5
+        self.hidden_dim, self.pooled_dim = dim, pooled_dim
+
+    def encode(self, captions: list[str]):
+        ks, cs = [], []
+        for cap in captions:
+            _, color, kind = cap.split()
+            ks.append(vocab.SHAPES.index(kind))
+            cs.append(list(vocab.COLORS).index(color))
+        states = torch.stack([self.kind[ks], self.color[cs]], dim=1)
+        return states, states.sum(1) @ self.proj
+
+    def null(self, batch: int = 1):
+        return (torch.zeros(batch, 2, self.hidden_dim),
+                torch.zeros(batch, self.pooled_dim))
+
+
+class ClipText:
+    """The shipped CLIP, captions encoded once (G0 has 48 of them)."""
+
+    def __init__(self, enc):
+        self.enc, self.memo = enc, {}
+        self.hidden_dim, self.pooled_dim = enc.hidden_dim, enc.pooled_dim
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]):
+        todo = [c for c in dict.fromkeys(captions) if c not in self.memo]
+        if todo:
+            h, p = self.enc.encode(todo)
+            self.memo.update({c: (hi, pi) for c, hi, pi in zip(todo, h, p)})
+        return (torch.stack([self.memo[c][0] for c in captions]),
+                torch.stack([self.memo[c][1] for c in captions]))
+
+    @torch.no_grad()
+    def null(self, batch: int = 1):
+        return self.enc.null(batch)

@@ -1,0 +1,354 @@
+"""Learnability gates: the simplest text-to-image task, trained and judged
+on a curve (chapter 6).
+
+G0 is one large object (6 shapes x 8 colours) on a plain gray background
+with a short caption ("a red star"). A model that cannot learn G0 in a few
+CPU-minutes has something broken or unlearnable in its tokens, its text
+path or its sampler, and a longer run will not fix it. `run_gate` trains a
+transformer from scratch on G0, and every `eval_every` steps draws each
+caption with the sampler and lets the independent judge read it: the
+curve of judge score against images seen is the result.
+
+`cond="onehot"` replaces the CLIP states with one fixed random vector per
+kind and per colour: the ideal text encoder, to isolate the text path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import text
+from .. import vq as vq_mod
+from ..evaluation.geneval import score_item
+from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
+from ..masking import mask_rate_level
+from ..pretrained import load_transformer, save_transformer
+from ..sampling import SamplerConfig, decode
+from ..transformer import MeissonicTransformer, TransformerConfig
+from ..world.dataset import to_tensor
+from ..world.quality import aesthetic_score
+from .gate_data import (
+    BACKGROUND,
+    ClipText,
+    OneHotText,
+    flat_codes,
+    g0_caption,
+    g0_images,
+    g0_pairs,
+    snap_to_flat,
+)
+from .trainer import TrainConfig, Trainer
+
+__all__ = [
+    "ClipText",
+    "GateConfig",
+    "OneHotText",
+    "edge_interior_accuracy",
+    "flat_codes",
+    "g0_caption",
+    "g0_images",
+    "g0_pairs",
+    "judge_gate",
+    "run_gate",
+    "score_g0",
+    "snap_to_flat",
+]
+
+
+@dataclass
+class GateConfig:
+    """One gate run: data, model, optimisation and how it is judged."""
+
+    gate: str = "g0"
+    size: int = 64                 # image side in pixels
+    n_images: int = 8192           # rendered pool (cycled through)
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    warmup: int = 50
+    schedule: str = "constant"
+    blob_masks: float = 0.5
+    cfg_dropout: float = 0.1
+    compress: bool = True          # 2x2 feature compression (8x8 inside)
+    cond: str = "clip"             # "clip" or "onehot"
+    tokens: str = "vq"             # "vq" codes, or "flat": each patch's
+    #                                majority colour as its flat code
+    align: int = 0                 # snap object centres to N px (0: off)
+    eval_every: int = 100
+    eval_seeds: int = 2            # images per caption at each evaluation
+    sample_steps: int = 16
+    guidance: float = 3.0
+    gumbel: tuple[float, float] = (4.5, 0.0)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.gate != "g0":
+            raise ValueError(f"unknown gate {self.gate!r}; allowed: g0")
+        if self.tokens not in ("vq", "flat"):
+            raise ValueError(f"tokens must be 'vq' or 'flat', got "
+                             f"{self.tokens!r}")
+        if self.cond not in ("clip", "onehot"):
+            raise ValueError(f"cond must be 'clip' or 'onehot', got "
+                             f"{self.cond!r}")
+        self.gumbel = tuple(self.gumbel)
+
+
+@torch.no_grad()
+def judge_gate(model, tok, conditioner, cfg: GateConfig,
+               seed: int = 12345) -> dict:
+    """Draw every G0 caption `eval_seeds` times with the sampler and
+    score the images with `score_g0`; also returns them (uint8)."""
+    pairs = g0_pairs() * cfg.eval_seeds
+    caps = [g0_caption(k, c) for k, c in pairs]
+    cond = conditioner.encode(caps)
+    uncond = conditioner.null(len(caps))
+    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(
+        len(caps), -1)
+    grid = cfg.size // tok.config.factor
+    scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
+                         gumbel_temperature=cfg.gumbel)
+    was = model.training
+    model.eval()
+    tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
+                    torch.Generator().manual_seed(seed))
+    model.train(was)
+    images = tok.decode(tokens).float().clamp(0, 1)
+    arr = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return {**score_g0(arr, pairs), "images": arr}
+
+
+def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
+    """What the judge reads in G0 images, one (kind, colour) each. g0: the
+    largest object the judge sees has the prompt's kind and colour; also
+    the GenEval 'colors' rule (any object of the kind, all in the colour:
+    stray specks can pass it), the share whose main colour is right and
+    the share whose largest object has the right kind (chance 1/6)."""
+    both = colour = kind = loose = 0
+    for a, (k, c) in zip(images, pairs):
+        a = np.asarray(a)
+        dets = detect(a)
+        item = {"tag": "colors", "include": [{"kind": k, "count": 1,
+                                              "color": c}]}
+        loose += score_item(item, dets)
+        main = max(dets, key=lambda d: d.extent) if dets else None
+        colour += _dominant(a) == c
+        kind += main is not None and main.kind == k
+        both += main is not None and (main.kind, main.color) == (k, c)
+    n = len(pairs)
+    return {"g0": both / n, "geneval_colors": loose / n,
+            "colour": colour / n, "kind": kind / n, "n": n}
+
+
+@torch.no_grad()
+def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
+                           n: int = 192, rates=(0.3, 0.6, 0.9),
+                           seed: int = 77) -> dict:
+    """Teacher-forced probe on fresh G0 renders: at each mask rate, the
+    argmax accuracy and cross-entropy on masked background tokens, object
+    interior tokens and object edge tokens (an object token with a
+    background 4-neighbour). Where the model fails, edges or layout."""
+    ims = g0_images(n, cfg.size, seed + 1, cfg.align)
+    x = torch.stack([to_tensor(im) for im, _ in ims])
+    t = tok.encode(x) if cfg.tokens == "vq" else snap_to_flat(x, tok)
+    bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
+    states, pooled = conditioner.encode(
+        [g0_caption(k, c) for _, (k, c) in ims])
+    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(n, -1)
+    obj = t != bg
+    outside = F.pad((~obj).float()[:, None], (1, 1, 1, 1), value=1.0)
+    cross = torch.tensor([[0., 1, 0], [1, 1, 1], [0, 1, 0]])[None, None]
+    near_bg = F.conv2d(outside, cross)[:, 0] > 0
+    parts = {"background": ~obj, "interior": obj & ~near_bg,
+             "edge": obj & near_bg}
+    g = torch.Generator().manual_seed(seed)
+    was = model.training
+    model.eval()
+    out = {}
+    for rate in rates:
+        mask = torch.rand(t.shape, generator=g) < rate
+        inp = t.masked_fill(mask, model.config.mask_id)
+        level = mask_rate_level(mask.float().mean((1, 2)))
+        logits = model(inp, states, pooled, micro, level).float()
+        ce = F.cross_entropy(logits, t, reduction="none")
+        hit = logits.argmax(1) == t
+        out[str(rate)] = {
+            name: {"accuracy": round(float(hit[mask & sel].float().mean()),
+                                     3),
+                   "ce": round(float(ce[mask & sel].mean()), 3),
+                   "tokens_per_image": round(float(sel.sum()) / n, 1)}
+            for name, sel in parts.items()}
+    model.train(was)
+    return out
+
+
+def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]]
+                  ) -> dict:
+    """Judge a finished gate run's model under other sampler settings
+    (steps, CFG, start choice temperature), one image per caption; writes
+    out/sweep.json. Tells a sampler problem from a model problem."""
+    out = Path(out)
+    cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
+        "config"])
+    tok = vq_mod.from_pretrained()
+    model = load_transformer(out / "model.safetensors")
+    cond = _conditioner(cfg, text.from_pretrained())
+    rows = []
+    for steps, guidance, temp in settings:
+        c = replace(cfg, sample_steps=int(steps), guidance=guidance,
+                    gumbel=(temp, 0.0), eval_seeds=1)
+        r = judge_gate(model, tok, cond, c)
+        r.pop("images")
+        rows.append({"steps": int(steps), "guidance": guidance,
+                     "choice_temperature": temp, **r})
+        print(json.dumps(rows[-1]), flush=True)
+    res = {"command": " ".join(["meissonic-lite"] + sys.argv[1:]),
+           "rows": rows}
+    (out / "sweep.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _conditioner(cfg: GateConfig, enc):
+    """The gate's text path: the CLIP encoder, or one-hot vectors."""
+    return (ClipText(enc) if cfg.cond == "clip" else
+            OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed))
+
+
+def _dominant(a: np.ndarray) -> str:
+    """The object colour covering most pixels (blobs the judge rejects)."""
+    d = np.linalg.norm(a[..., None, :].astype(np.float32) - PALETTE, axis=-1)
+    lab = d.argmin(-1).ravel()
+    counts = np.bincount(lab, minlength=len(COLOR_NAMES))
+    counts[COLOR_NAMES.index(BACKGROUND)] = 0
+    return COLOR_NAMES[int(counts.argmax())]
+
+
+def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
+             resume: bool = False, command: str = "") -> dict:
+    """Train from scratch on the gate's data; write curve.json (the judge's
+    score against images seen, then the edge/interior probe), the model
+    and a sample grid at each evaluation under `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = vq_mod.from_pretrained()
+    enc = text.from_pretrained(device=device)
+    conditioner = _conditioner(cfg, enc)
+    t0 = time.perf_counter()
+    rendered = g0_images(cfg.n_images, cfg.size, cfg.seed, cfg.align)
+    caps = [g0_caption(k, c) for _, (k, c) in rendered]
+    with torch.no_grad():
+        encode = tok.encode if cfg.tokens == "vq" else \
+            (lambda x: snap_to_flat(x, tok))
+        tokens = torch.cat([encode(torch.stack(
+            [to_tensor(im) for im, _ in rendered[i:i + 256]]))
+            for i in range(0, len(rendered), 256)])
+        states, pooled = conditioner.encode(caps)
+    data = [{"tokens": t, "states": s, "pooled": p,
+             "micro_conds": torch.tensor([cfg.size, cfg.size, 0, 0,
+                                          aesthetic_score(im)])}
+            for t, s, p, (im, _) in zip(tokens, states, pooled, rendered)]
+    prep_s = time.perf_counter() - t0
+    mcfg = TransformerConfig.preset(
+        "lite", codebook_size=tok.config.num_codes,
+        vocab_size=tok.config.num_codes + 1, text_dim=enc.hidden_dim,
+        pooled_dim=enc.pooled_dim, compress=cfg.compress)
+    torch.manual_seed(cfg.seed)
+    model = MeissonicTransformer(mcfg)
+    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
+                       lr=cfg.lr, warmup=cfg.warmup, schedule=cfg.schedule,
+                       cfg_dropout=cfg.cfg_dropout, seed=cfg.seed,
+                       blob_masks=cfg.blob_masks, log_every=10,
+                       ckpt_every=100, sample_every=cfg.eval_every)
+    null = conditioner.null(1)
+    trainer = Trainer(model, data, tcfg, out, null,
+                      model_config=asdict(mcfg), device=device)
+    curve_path = out / "curve.json"
+    curve = json.loads(curve_path.read_text())["points"] \
+        if resume and curve_path.exists() else []
+
+    def on_sample(step: int, m) -> None:
+        t = time.perf_counter()
+        r = judge_gate(m, tok, conditioner, cfg)
+        _save_grid(r.pop("images"), out / f"grid_{step:05d}.png")
+        r.update(step=step, images_seen=step * cfg.batch_size,
+                 train_s=round(trainer.train_seconds, 1),
+                 judge_s=round(time.perf_counter() - t, 1))
+        curve[:] = [p for p in curve if p["step"] < step] + [r]
+        print(json.dumps(r), flush=True)
+        curve_path.write_text(json.dumps(
+            {"config": asdict(cfg), "prep_s": round(prep_s, 1),
+             "points": curve}, indent=1))
+
+    trainer.fit(resume=resume, on_sample=on_sample)
+    save_transformer(model, out / "model.safetensors")
+    result = json.loads(curve_path.read_text())
+    result.update(command=command, wall_s=round(time.perf_counter() - t0, 1),
+                  probe=edge_interior_accuracy(model, tok, conditioner, cfg))
+    curve_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _save_grid(arr: np.ndarray, path: Path, cols: int = 12) -> None:
+    """The first 48 samples (one per caption) as one PNG."""
+    from PIL import Image
+    a = arr[:48]
+    rows = -(-len(a) // cols)
+    h, w = a.shape[1:3]
+    sheet = np.full((rows * h, cols * w, 3), 255, np.uint8)
+    for i, im in enumerate(a):
+        r, c = divmod(i, cols)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    Image.fromarray(sheet).save(path)
+
+
+def add_parser(sub) -> None:
+    """`meissonic-lite gate`: train and judge one learnability gate."""
+    d = GateConfig()
+    g = sub.add_parser("gate", help="train and judge a learnability gate "
+                       "(G0: one object, kind x colour) on a curve")
+    g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
+    g.add_argument("--out", default="runs/gate_g0")
+    for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
+                 "eval_every", "eval_seeds", "sample_steps", "seed"):
+        g.add_argument("--" + name.replace("_", "-"), type=int,
+                       default=getattr(d, name))
+    for name in ("lr", "blob_masks", "cfg_dropout", "guidance"):
+        g.add_argument("--" + name.replace("_", "-"), type=float,
+                       default=getattr(d, name))
+    g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)
+    g.add_argument("--schedule", default=d.schedule,
+                   choices=["constant", "cosine"])
+    g.add_argument("--cond", default=d.cond, choices=["clip", "onehot"])
+    g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
+    g.add_argument("--no-compress", dest="compress", action="store_false")
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP",
+                   help="instead of training, judge --out's finished model"
+                   " under these sampler settings (e.g. 16,3,4.5)")
+
+    def cmd(args) -> None:
+        if args.sweep:
+            try:
+                settings = [tuple(float(v) for v in s.split(","))
+                            for s in args.sweep]
+            except ValueError as e:
+                raise ValueError(f"--sweep takes STEPS,CFG,TEMP triples, "
+                                 f"got {args.sweep}") from e
+            if any(len(t) != 3 for t in settings):
+                raise ValueError("--sweep takes STEPS,CFG,TEMP triples, "
+                                 f"got {args.sweep}")
+            sampler_sweep(args.out, settings)
+            return
+        cfg = GateConfig(**{k: getattr(args, k) for k in
+                            GateConfig.__dataclass_fields__})
+        run_gate(cfg, args.out, resume=args.resume,
+                 command=" ".join(["meissonic-lite"] + sys.argv[1:]))
+
+    g.set_defaults(func=cmd)

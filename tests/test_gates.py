@@ -1,0 +1,106 @@
+"""The learnability gate G0 (chapter 6): data, conditioning, scoring, run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from meissonic_lite import vq as vq_mod
+from meissonic_lite.training import gates
+from meissonic_lite.world import vocab
+from meissonic_lite.world.dataset import to_tensor
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return vq_mod.from_pretrained()
+
+
+def test_config_rejects_unknown_values():
+    for bad in ({"gate": "g9"}, {"cond": "t5"}, {"tokens": "pixels"}):
+        with pytest.raises(ValueError):
+            gates.GateConfig(**bad)
+
+
+def test_g0_data_covers_every_kind_and_colour_once_per_48():
+    pairs = gates.g0_pairs()
+    assert len(pairs) == len(set(pairs)) == 48
+    assert {k for k, _ in pairs} == set(vocab.SHAPES)
+    ims = gates.g0_images(48, 64, seed=1)
+    assert [p for _, p in ims] == pairs
+    assert gates.g0_caption("star", "red") == "a red star"
+
+
+def test_true_renders_pass_g0_and_plain_canvases_fail(tok):
+    """The score can be reached (clean renders and their VQ round trip)
+    and fails without objects: it measures something."""
+    ims = gates.g0_images(48, 64, seed=2)
+    pairs = [p for _, p in ims]
+    clean = gates.score_g0([np.asarray(im) for im, _ in ims], pairs)
+    assert clean["g0"] >= 0.95 and clean["colour"] == 1.0
+    x = torch.stack([to_tensor(im) for im, _ in ims])
+    with torch.no_grad():
+        rec = tok.decode(tok.encode(x)).clamp(0, 1)
+    arr = (rec.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    assert gates.score_g0(arr, pairs)["g0"] >= 0.9
+    gray = np.full((48, 64, 64, 3), 128, np.uint8)
+    assert gates.score_g0(gray, pairs)["g0"] == 0.0
+
+
+def test_snap_to_flat_keeps_the_layout_in_flat_codes(tok):
+    codes = gates.flat_codes(tok)
+    assert len(set(codes.tolist())) == len(codes)       # one per colour
+    ims = gates.g0_images(6, 64, seed=3)
+    x = torch.stack([to_tensor(im) for im, _ in ims])
+    t = gates.snap_to_flat(x, tok)
+    assert t.shape == (6, 16, 16)
+    assert set(t.unique().tolist()) <= set(codes.tolist())
+    gray = int(codes[list(gates.COLOR_NAMES).index("gray")])
+    for ti, (_, (kind, colour)) in zip(t, ims):
+        obj = int(codes[list(gates.COLOR_NAMES).index(colour)])
+        assert ti[0, 0] == gray
+        n = int((ti == obj).sum())
+        area = (vocab.SIZES["large"] * 16) ** 2          # in tokens
+        assert 0.2 * area < n < 1.2 * area, (kind, n)
+
+
+def test_onehot_text_is_the_ideal_encoder():
+    enc = gates.OneHotText(32, 16, seed=0)
+    s, p = enc.encode(["a red star", "a blue star", "a red circle"])
+    assert s.shape == (3, 2, 32) and p.shape == (3, 16)
+    assert torch.equal(s[0, 0], s[1, 0]) and torch.equal(s[0, 1], s[2, 1])
+    assert not torch.equal(s[0, 0], s[2, 0])
+    ns, npool = enc.null(2)
+    assert ns.abs().sum() == 0 and npool.shape == (2, 16)
+
+
+def test_run_gate_writes_a_curve_and_resumes(tmp_path):
+    cfg = gates.GateConfig(n_images=96, steps=2, batch_size=8,
+                           eval_every=1, eval_seeds=1, sample_steps=2,
+                           cond="onehot")
+    res = gates.run_gate(cfg, tmp_path)
+    assert [p["step"] for p in res["points"]] == [1, 2]
+    assert res["points"][-1]["images_seen"] == 16
+    assert (tmp_path / "grid_00002.png").is_file()
+    assert 0.0 <= res["points"][-1]["g0"] <= 1.0
+    probe = res["probe"]["0.3"]
+    assert set(probe) == {"background", "interior", "edge"}
+    assert probe["background"]["tokens_per_image"] > 200  # mostly gray
+    cfg.steps = 3
+    res = gates.run_gate(cfg, tmp_path, resume=True)
+    assert [p["step"] for p in res["points"]] == [1, 2, 3]
+    assert json.loads((tmp_path / "curve.json").read_text())["points"][
+        -1]["images_seen"] == 24
+    sweep = gates.sampler_sweep(tmp_path, [(2, 1.0, 0.0), (3, 2.0, 4.5)])
+    assert [(r["steps"], r["guidance"]) for r in sweep["rows"]] == [
+        (2, 1.0), (3, 2.0)]
+    assert all(r["n"] == 48 for r in sweep["rows"])
+    assert (tmp_path / "sweep.json").is_file()
+
+
+def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
+    from meissonic_lite import cli
+    with pytest.raises(SystemExit, match="STEPS,CFG,TEMP"):
+        cli.main(["gate", "g0", "--out", str(tmp_path), "--sweep", "16,3"])
+
