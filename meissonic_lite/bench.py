@@ -10,14 +10,19 @@ the book's stage shapes. Prints numbers; asserts nothing. `generate`
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
 from .masking import mask_tokens
 from .transformer import MeissonicTransformer, TransformerConfig
-from .utils import autocast, autocast_helps, pick_device, set_seed
+from .utils import (
+    autocast,
+    autocast_helps,
+    best_seconds,
+    pick_device,
+    set_seed,
+)
 
 
 def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
@@ -31,18 +36,6 @@ def _inputs(cfg: TransformerConfig, batch: int, grid: int, text_len: int,
     micro = torch.tensor([[256.0, 256.0, 0.0, 0.0, 6.0]]).repeat(batch, 1)
     return [x.to(device) for x in (m.input_ids, m.labels, text, pooled,
                                     micro, m.level)]
-
-
-def _timeit(fn, warmup: int, iters: int) -> float:
-    """Best seconds per call of fn after warm-up (robust to shared CPUs)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_transformer(cfg: TransformerConfig, batch: int = 32,
@@ -72,9 +65,9 @@ def bench_transformer(cfg: TransformerConfig, batch: int = 32,
             model(ids, text, pooled, micro, level)
 
     model.train()
-    t_train = _timeit(train_step, warmup, iters)
+    t_train = best_seconds(train_step, iters, dev, warmup)
     model.eval()
-    t_inf = _timeit(infer_step, warmup, iters)
+    t_inf = best_seconds(infer_step, iters, dev, warmup)
     return {"params": sum(p.numel() for p in model.parameters()),
             "train_img_s": batch / t_train, "infer_img_s": batch / t_inf}
 

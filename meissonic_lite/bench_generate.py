@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .pipeline import MeissonicLitePipeline
-from .utils import pick_device
+from .utils import best_seconds, pick_device, sync
 
 PROMPT = "two red circles above a blue square"
 
@@ -82,11 +82,6 @@ def with_compress(pipe: MeissonicLitePipeline, compress: bool
                                  pipe.device), label
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 # ----------------------------------------------------- a. one image
 @contextlib.contextmanager
 def _timed(pipe: MeissonicLitePipeline, log: dict):
@@ -104,7 +99,7 @@ def _timed(pipe: MeissonicLitePipeline, log: dict):
                 return fn(*a, **k)
             finally:
                 depth[key] -= 1
-                _sync(pipe.device)
+                sync(pipe.device)
                 now = time.perf_counter()
                 if depth[key] == 0:
                     log[key] = log.get(key, 0.0) + now - t
@@ -125,7 +120,7 @@ def _one_run(pipe, batch, steps, h, w, guidance, seed) -> dict:
     ticks: list[float] = []
 
     def cb(i, tokens, conf):
-        _sync(pipe.device)
+        sync(pipe.device)
         ticks.append(time.perf_counter())
 
     with _timed(pipe, log):
@@ -263,18 +258,6 @@ def peak_memory(batches: tuple[int, ...] = (1, 2, 4, 8), size: int = 128,
 
 
 # --------------------------------------------- d. masked vs autoregressive
-def _best_seconds(fn, repeats: int, device: torch.device) -> float:
-    """Best wall time of `repeats` calls of fn (robust on a shared CPU)."""
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 class _PassCounter:
     """Counts forward calls and the (batch x sequence) positions they
     process, through a forward hook; `positions` maps inputs to that."""
@@ -332,7 +315,7 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     count = _PassCounter(transformer, masked_pos)
     run_masked()                                  # counted, not timed
     count.remove()
-    t_masked = _best_seconds(run_masked, repeats, dev)
+    t_masked = best_seconds(run_masked, repeats, dev)
     masked = {"forward_passes": count.passes, "positions": count.positions,
               "seconds": t_masked, "params": transformer.num_params()}
 
@@ -349,7 +332,7 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     count = _PassCounter(ar, lambda a: a[0].shape[0] * a[0].shape[1])
     run_ar()                                      # counted, not timed
     count.remove()
-    t_ar = _best_seconds(run_ar, repeats, dev)
+    t_ar = best_seconds(run_ar, repeats, dev)
     ar_row = {"forward_passes": count.passes * n // k if k < n
               else count.passes, "positions": count.positions * n // k,
               "seconds": t_ar * n / k, "params":

@@ -12,6 +12,7 @@ import functools
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,28 @@ def report_json(obj, out: str | os.PathLike | None = None) -> None:
     print(text)
     if out:
         atomic_write_bytes(Path(out), (text + "\n").encode())
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for queued CUDA work on `device` (no-op elsewhere): a timer
+    read before it would time kernel launches, not the work."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_seconds(fn, repeats: int, device: torch.device | str,
+                 warmup: int = 0) -> float:
+    """Best wall time of `repeats` calls of fn after `warmup` calls, the
+    device synchronised around each (robust on a shared CPU; chapter 7)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+

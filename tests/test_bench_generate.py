@@ -102,3 +102,21 @@ def test_ar_config_mirrors_the_masked_model():
     a = ARConfig.like(c, 1024)
     assert (a.dim, a.num_heads, a.num_layers, a.codebook_size) == \
         (c.dim, c.num_heads, c.num_dual + c.num_single, c.codebook_size)
+
+
+def test_best_seconds_waits_for_cuda_around_each_call(monkeypatch):
+    """GPU timings must synchronise: the clock is read after the device
+    has finished, around every timed call (a CPU needs no wait)."""
+    import torch
+
+    from meissonic_lite import utils
+    calls, synced = [], []
+    monkeypatch.setattr(torch.cuda, "synchronize",
+                        lambda device=None: synced.append(device))
+    t = utils.best_seconds(lambda: calls.append(1), repeats=3,
+                           device="cuda", warmup=2)
+    assert len(calls) == 5 and t >= 0.0
+    assert len(synced) == 6                  # before and after each of 3
+    synced.clear()
+    utils.best_seconds(lambda: None, repeats=2, device="cpu")
+    assert synced == []

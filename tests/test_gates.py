@@ -104,3 +104,16 @@ def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
     with pytest.raises(SystemExit, match="STEPS,CFG,TEMP"):
         cli.main(["gate", "g0", "--out", str(tmp_path), "--sweep", "16,3"])
 
+
+
+def test_clip_text_cut_keeps_the_causal_prefix():
+    """The text tower is causal: the first 8 states of a G0 caption are
+    the same whether 77 or 8 are kept, and so is the pooled embedding."""
+    from meissonic_lite import text
+    enc = text.from_pretrained()
+    caps = [gates.g0_caption(k, c) for k, c in gates.g0_pairs()[:5]]
+    full, short = gates.ClipText(enc), gates.ClipText(enc, length=8)
+    (hf, pf), (hs, ps) = full.encode(caps), short.encode(caps)
+    assert hs.shape == (5, 8, enc.hidden_dim) and hf.shape[1] == 77
+    assert torch.allclose(hs, hf[:, :8]) and torch.allclose(ps, pf)
+    assert short.null(3)[0].shape == (3, 8, enc.hidden_dim)

@@ -101,11 +101,19 @@ class OneHotText:
 
 
 class ClipText:
-    """The shipped CLIP, captions encoded once (G0 has 48 of them)."""
+    """The shipped CLIP, captions encoded once (G0 has 48 of them).
 
-    def __init__(self, enc):
-        self.enc, self.memo = enc, {}
+    `length` > 0 keeps the first `length` hidden states: the text tower is
+    causal, so they are exactly what a shorter context gives, and G0's
+    captions fit in 8 BPE positions with start and end; the paper (and the
+    pipeline) keep all 77, which doubles this gate's cost."""
+
+    def __init__(self, enc, length: int = 0):
+        self.enc, self.memo, self.length = enc, {}, length
         self.hidden_dim, self.pooled_dim = enc.hidden_dim, enc.pooled_dim
+
+    def _cut(self, states: torch.Tensor) -> torch.Tensor:
+        return states[:, :self.length] if self.length else states
 
     @torch.no_grad()
     def encode(self, captions: list[str]):
@@ -113,9 +121,10 @@ class ClipText:
         if todo:
             h, p = self.enc.encode(todo)
             self.memo.update({c: (hi, pi) for c, hi, pi in zip(todo, h, p)})
-        return (torch.stack([self.memo[c][0] for c in captions]),
+        return (self._cut(torch.stack([self.memo[c][0] for c in captions])),
                 torch.stack([self.memo[c][1] for c in captions]))
 
     @torch.no_grad()
     def null(self, batch: int = 1):
-        return self.enc.null(batch)
+        h, p = self.enc.null(batch)
+        return self._cut(h), p

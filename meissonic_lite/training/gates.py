@@ -79,6 +79,7 @@ class GateConfig:
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
     cond: str = "clip"             # "clip" or "onehot"
+    text_len: int = 0              # clip: keep this many states (0: 77)
     tokens: str = "vq"             # "vq" codes, or "flat": each patch's
     #                                majority colour as its flat code
     align: int = 0                 # snap object centres to N px (0: off)
@@ -217,7 +218,7 @@ def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]]
 
 def _conditioner(cfg: GateConfig, enc):
     """The gate's text path: the CLIP encoder, or one-hot vectors."""
-    return (ClipText(enc) if cfg.cond == "clip" else
+    return (ClipText(enc, cfg.text_len) if cfg.cond == "clip" else
             OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed))
 
 
@@ -316,6 +317,7 @@ def add_parser(sub) -> None:
     g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
     g.add_argument("--out", default="runs/gate_g0")
     for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
+                 "text_len",
                  "eval_every", "eval_seeds", "sample_steps", "seed"):
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))
