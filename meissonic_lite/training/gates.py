@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .. import text
 from .. import vq as vq_mod
@@ -298,7 +299,6 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
 
 def _save_grid(arr: np.ndarray, path: Path, cols: int = 12) -> None:
     """The first 48 samples (one per caption) as one PNG."""
-    from PIL import Image
     a = arr[:48]
     rows = -(-len(a) // cols)
     h, w = a.shape[1:3]
