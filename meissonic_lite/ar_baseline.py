@@ -1,4 +1,5 @@
-"""An autoregressive baseline of equal size, for the decoding-steps claim.
+"""An autoregressive baseline of equal size, for the decoding-steps claim
+(chapter 7).
 
 Masked generative transformers decode a token grid in a few parallel
 steps; an autoregressive (AR) model such as LlamaGen or Parti needs one
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .sampling import cfg_mix
 
 
 @dataclass
@@ -149,8 +152,7 @@ class CausalImageTransformer(nn.Module):
         out, seen = [], []
         for i in range(n_tokens):
             if cfg:
-                lu, lc = logits.float().chunk(2)
-                logits = lu + guidance_scale * (lc - lu)
+                logits = cfg_mix(logits.float(), guidance_scale)
             seen.append(logits)
             p = F.softmax(logits.float(), -1).cpu()
             tok = torch.multinomial(p, 1, generator=generator)  # (B, 1)

@@ -1,4 +1,4 @@
-"""Throughput benchmarks: `python -m meissonic_lite.bench transformer`.
+"""Throughput benchmarks: `meissonic-lite bench transformer` (chapter 7).
 
 Measures how many images per second the transformer trains (forward,
 masked-token cross-entropy as in MUSE / Meissonic, backward, AdamW step,
@@ -94,10 +94,8 @@ def _cmd_transformer(args: argparse.Namespace) -> None:
               f"{r['infer_img_s']:.1f} img/s")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point with one subcommand per benchmark."""
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.bench")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def add_subcommands(sub) -> None:
+    """`transformer` and `generate` under `meissonic-lite bench`."""
     t = sub.add_parser("transformer", help="train/infer images per second")
     t.add_argument("--preset", default="lite")
     t.add_argument("--batch", type=int, default=32)
@@ -110,6 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     t.set_defaults(func=_cmd_transformer)
     from . import bench_generate
     bench_generate.add_parser(sub)     # generate: latency, memory, AR
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.bench transformer|generate`: the same as
+    `meissonic-lite bench ...` (kept as an alias)."""
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.bench")
+    add_subcommands(p.add_subparsers(dest="cmd", required=True))
     args = p.parse_args(argv)
     args.func(args)
 

@@ -1,4 +1,4 @@
-"""Generation benchmarks: `python -m meissonic_lite.bench generate`.
+"""Generation benchmarks: `meissonic-lite bench generate` (chapter 7).
 
 Four measurements, each a function returning plain dicts (chapter 7
 tabulates them; the command prints them and asserts nothing):

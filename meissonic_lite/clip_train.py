@@ -1,4 +1,5 @@
-"""Train the tiny CLIP contrastively on Shapes-world pairs (`train-clip`).
+"""Train the tiny CLIP contrastively on Shapes-world pairs (`train-clip`)
+(chapter 3).
 
 CLIP's symmetric InfoNCE loss (Radford et al. 2021) over a batch of image
 -caption pairs, plus hard negatives (as NegCLIP, Yuksekgonul et al. 2023):
@@ -21,8 +22,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
-import os
 import time
 from pathlib import Path
 
@@ -38,7 +37,13 @@ from .text import (
     from_pretrained,
     save,
 )
-from .utils import atomic_write_bytes, autocast, set_seed
+from .utils import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    autocast,
+    set_seed,
+    warmup_cosine,
+)
 from .world import vocab
 from .world.captions import caption
 from .world.dataset import make_example, to_tensor
@@ -375,10 +380,7 @@ def batch_captions(scenes: list[Scene], idx: torch.Tensor, seed: int,
 
 
 def _lr(step: int, args) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    t = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * 0.5 * (1 + math.cos(math.pi * t))
+    return args.lr * warmup_cosine(step, args.steps, args.warmup, floor=0.0)
 
 
 def _optimizer(clip, args, aux: AuxHeads | None = None
@@ -405,10 +407,9 @@ def _data(args, out: Path) -> tuple[torch.Tensor, list[Scene]]:
             return d["images"], d["scenes"]
     imgs, scenes = make_images(args.world_seed, args.n_images, args.size,
                                progress=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"key": [args.world_seed, args.n_images, args.size],
-                "images": imgs, "scenes": scenes}, tmp)
-    os.replace(tmp, cache)
+    atomic_torch_save(cache, {"key": [args.world_seed, args.n_images,
+                                      args.size],
+                              "images": imgs, "scenes": scenes})
     return imgs, scenes
 
 
@@ -537,15 +538,13 @@ def train(args: argparse.Namespace) -> dict:
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(rec) + "\n")
         if step % args.ckpt_every == 0 or step in (args.steps, stop):
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": enc.clip.state_dict(),
-                        "aux": aux.state_dict() if aux else None,
-                        "opt": opt.state_dict(), "step": step,
-                        "wall": time.time() - t0,
-                        "commands": args.history + [args.command_line],
-                        "base": args.base},
-                       tmp)
-            os.replace(tmp, ckpt)
+            atomic_torch_save(ckpt, {
+                "model": enc.clip.state_dict(),
+                "aux": aux.state_dict() if aux else None,
+                "opt": opt.state_dict(), "step": step,
+                "wall": time.time() - t0,
+                "commands": args.history + [args.command_line],
+                "base": args.base})
     bar.close()
     if step < args.steps:                    # --stop-at: resume later
         return {"stopped_at": step}

@@ -1,4 +1,5 @@
-"""Zero-shot editing: inpainting, outpainting and mask-free (img2img) edits.
+"""Zero-shot editing: inpainting, outpainting and mask-free (img2img) edits
+(chapter 8).
 
 A masked-token model learns P(x_i | x_Lambda) for *any* visible subset
 Lambda (paper section 2.1), so editing needs no editing training (paper
@@ -36,7 +37,8 @@ from .pipeline import (
     DEFAULT_GUIDANCE_SCHEDULE,
     DEFAULT_STEPS,
 )
-from .sampling import SamplerConfig, decode
+from .sampling import SamplerConfig, cfg_mix, decode
+from .utils import to_pil
 
 RULES = ("any", "fraction", "official")
 REMASK = ("random", "confidence")
@@ -274,9 +276,8 @@ def _generate(pipe, job: _Job, init: torch.Tensor, generator, callback
 
 def _result(pipe, tokens, token_mask, source, offset, mode, t0
             ) -> EditResult:
-    img = pipe.vq.decode(tokens[None]).float().clamp(0, 1).cpu()[0]
-    arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return EditResult(Image.fromarray(arr), tokens, token_mask.cpu(),
+    img = to_pil(pipe.vq.decode(tokens[None])[0])
+    return EditResult(img, tokens, token_mask.cpu(),
                       source, offset, mode, time.perf_counter() - t0)
 
 
@@ -410,8 +411,7 @@ def score_tokens(pipe, tokens: torch.Tensor, prompt: str,
     logits = pipe.transformer(inp, states, pooled, micro,
                               level.to(pipe.device)).float()
     if use_cfg:
-        lu, lc = logits.chunk(2)
-        logits = lu + guidance_scale * (lc - lu)
+        logits = cfg_mix(logits, guidance_scale)
     logp = logits.log_softmax(1)                             # (2, K, h, w)
     got = logp.gather(1, tokens.expand(2, 1, h, w).clone()).squeeze(1)
     return torch.where(even, got[0], got[1]).cpu()

@@ -1,4 +1,5 @@
-"""`meissonic-lite edit`: inpaint, outpaint or img2img one image file.
+"""`meissonic-lite edit`: inpaint, outpaint or img2img one image file
+(chapter 8).
 
     meissonic-lite edit --mode inpaint --image in.png --box 8,8,40,40 \\
         --prompt "a blue circle on white" -o out.png
@@ -16,6 +17,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+from .cli_common import (
+    add_model_arguments,
+    load_pipeline,
+    out_path,
+    pipeline_defaults,
+)
 
 SIDES = ("left", "right", "top", "bottom")
 
@@ -82,32 +90,20 @@ def _open(path: str, what: str):
     return img
 
 
-def _load(args: argparse.Namespace):
-    """The pipeline from shipped weights or the given paths."""
-    from .pipeline import MeissonicLitePipeline
-    try:
-        return MeissonicLitePipeline.from_pretrained(
-            args.device, transformer_path=args.transformer,
-            vq_path=args.vq, text_encoder_path=args.text_encoder)
-    except (FileNotFoundError, RuntimeError) as e:   # missing / corrupt
-        raise SystemExit(f"error: {e}") from e
-
-
 def cmd_edit(args: argparse.Namespace) -> None:
     """Run one edit and save the result."""
     import torch
 
     from . import editing
-    from .cli import _out_path
     kw = _check_args(args)
     image = _open(args.image, "image")
     if image.mode in ("P", "LA", "1"):         # palette PNGs etc.
         image = image.convert("RGBA")
     if args.mode == "inpaint" and args.mask is not None:
         kw["mask"] = _open(args.mask, "mask").convert("L")
-    out = _out_path(args.output)
+    out = out_path(args.output)
     t0 = time.perf_counter()
-    pipe = _load(args)
+    pipe = load_pipeline(args)
     t1 = time.perf_counter()
     fn = {"inpaint": editing.inpaint, "outpaint": editing.outpaint,
           "img2img": editing.img2img}[args.mode]
@@ -154,8 +150,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--remask", default=None,
                    choices=("random", "confidence"),
                    help="img2img: which tokens (default random)")
-    from .generate_cli import _defaults, add_model_arguments
-    d = _defaults()
+    d = pipeline_defaults()
     p.add_argument("--steps", type=int, default=d["num_inference_steps"])
     p.add_argument("--cfg", type=float, default=d["guidance_scale"])
     p.add_argument("--seed", type=int, default=0)

@@ -1,5 +1,5 @@
 """`meissonic-lite generate`: the README's main job, a thin face over the
-pipeline.
+pipeline (chapter 7).
 
     meissonic-lite generate "two red circles above a blue square" -o out.png
 
@@ -15,32 +15,17 @@ size against the loaded model before any generation starts.
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from pathlib import Path
 
+from .cli_common import (
+    add_model_arguments,
+    load_pipeline,
+    out_path,
+    pipeline_defaults,
+)
+
 PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def _defaults() -> dict:
-    """Default arguments of the pipeline's __call__ (one source of truth)."""
-    from .pipeline import MeissonicLitePipeline
-    sig = inspect.signature(MeissonicLitePipeline.__call__)
-    return {k: v.default for k, v in sig.parameters.items()
-            if v.default is not inspect.Parameter.empty}
-
-
-def check_compatible(pipe) -> None:
-    """Raise ValueError when the three models do not fit together."""
-    c, te, v = pipe.transformer.config, pipe.text_encoder, pipe.vq.config
-    bad = [f"{what}: transformer {a} vs {other} {b}" for what, a, other, b in (
-        ("codebook size", c.codebook_size, "VQ", v.num_codes),
-        ("text width", c.text_dim, "text encoder", te.hidden_dim),
-        ("pooled width", c.pooled_dim, "text encoder", te.pooled_dim))
-        if a != b]
-    if bad:
-        raise ValueError("the models do not fit together (" +
-                         "; ".join(bad) + ")")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -64,28 +49,14 @@ def _check_args(args: argparse.Namespace) -> None:
                          f"package directory {PACKAGE_DIR}")
 
 
-def _load(args: argparse.Namespace):
-    """The pipeline from shipped weights or the given paths."""
-    from .pipeline import MeissonicLitePipeline
-    try:
-        pipe = MeissonicLitePipeline.from_pretrained(
-            args.device, transformer_path=args.transformer,
-            vq_path=args.vq, text_encoder_path=args.text_encoder)
-    except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt
-        raise SystemExit(f"error: {e}") from e
-    check_compatible(pipe)
-    return pipe
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     """Generate images for one prompt and save them (or their grid)."""
-    from .cli import _out_path
     args.height = args.height or args.size
     args.width = args.width or args.size
     _check_args(args)
-    out = _out_path(args.output)
+    out = out_path(args.output)
     t0 = time.perf_counter()
-    pipe = _load(args)
+    pipe = load_pipeline(args)
     t1 = time.perf_counter()
     import torch
     images = pipe(args.prompt, negative_prompt=args.negative_prompt,
@@ -120,20 +91,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
           f"(+ {t1 - t0:.2f} s loading)")
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--device and the weight-path overrides (generate and edit share)."""
-    p.add_argument("--device", default="auto")
-    p.add_argument("--transformer", default=None, metavar="PATH",
-                   help="transformer .safetensors (default: shipped)")
-    p.add_argument("--vq", default=None, metavar="PATH",
-                   help="VQ .safetensors (default: shipped)")
-    p.add_argument("--text-encoder", default=None, metavar="PATH",
-                   help="text encoder .safetensors (default: shipped)")
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `meissonic-lite generate PROMPT -o out.png`."""
-    d = _defaults()
+    d = pipeline_defaults()
     p = sub.add_parser(
         "generate", help="text to image with the shipped model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,4 +1,4 @@
-"""Building blocks of the Meissonic transformer.
+"""Building blocks of the Meissonic transformer (chapter 5).
 
 RMSNorm, sinusoidal embeddings, rotary position embeddings (1-D and the
 released 2-D layout), AdaLN-Zero modulation, joint attention and the two

@@ -1,4 +1,5 @@
-"""Masking: training mask rates, inference schedules, the mask-rate level.
+"""Masking: training mask rates, inference schedules, the mask-rate level
+(chapter 4).
 
 MaskGIT (Chang et al., 2022) trains a bidirectional transformer to fill in
 randomly masked image tokens and decodes an image in a few parallel steps

@@ -1,4 +1,4 @@
-"""Key map between the released Meissonic transformer and ours.
+"""Key map between the released Meissonic transformer and ours (chapter 5).
 
 The released model (viiika/Meissonic src/transformer.py, `Transformer2DModel`
 from diffusers' Flux blocks; Bai et al., 2025) keeps q, k, v and the single

@@ -1,4 +1,4 @@
-"""Text-to-image, end to end: prompt -> tokens -> image.
+"""Text-to-image, end to end: prompt -> tokens -> image (chapter 7).
 
 `MeissonicLitePipeline` wires the three models and the sampler together
 the way diffusers' pipelines do (same argument names): the text encoder
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from PIL import Image
 
+from .pretrained import load_text_encoder
 from .sampling import SamplerConfig, decode
-from .utils import pick_device
+from .transformer import MeissonicTransformer
+from .utils import pick_device, to_pil
+from .vq import VQModel
 
 MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 # Sampler defaults of the shipped model: the best cell of the steps x CFG
@@ -38,6 +39,21 @@ class MeissonicLitePipeline:
         self.text_encoder = text_encoder.to(self.device).eval()
         self.transformer = transformer.to(self.device).eval()
 
+    def check_models(self) -> None:
+        """Raise ValueError when the three models do not fit together."""
+        c, te = self.transformer.config, self.text_encoder
+        v = self.vq.config
+        bad = [f"{what}: transformer {a} vs {other} {b}"
+               for what, a, other, b in (
+                   ("codebook size", c.codebook_size, "VQ", v.num_codes),
+                   ("text width", c.text_dim, "text encoder", te.hidden_dim),
+                   ("pooled width", c.pooled_dim, "text encoder",
+                    te.pooled_dim))
+               if a != b]
+        if bad:
+            raise ValueError("the models do not fit together (" +
+                             "; ".join(bad) + ")")
+
     @classmethod
     def from_pretrained(cls, device: str | torch.device = "auto", *,
                         transformer_path: str | None = None,
@@ -45,12 +61,14 @@ class MeissonicLitePipeline:
                         text_encoder_path: str | None = None
                         ) -> MeissonicLitePipeline:
         """Load the shipped VQ, text encoder and transformer (offline);
-        a `*_path` loads that file instead of the shipped one."""
-        from . import vq
-        from .pretrained import load_text_encoder, load_transformer
-        return cls(vq.from_pretrained(vq_path),
+        a `*_path` loads that file instead of the shipped one. Raises
+        ValueError when the three models do not fit together."""
+        pipe = cls(VQModel.from_pretrained(vq_path),
                    load_text_encoder(text_encoder_path),
-                   load_transformer(transformer_path), device)
+                   MeissonicTransformer.from_pretrained(transformer_path),
+                   device)
+        pipe.check_models()
+        return pipe
 
     @property
     def multiple(self) -> int:
@@ -156,5 +174,4 @@ class MeissonicLitePipeline:
         images = self.vq.decode(tokens).float().clamp(0, 1).cpu()
         if output_type == "pt":
             return images
-        arr = (images.permute(0, 2, 3, 1).numpy() * 255).round()
-        return [Image.fromarray(a.astype(np.uint8)) for a in arr]
+        return to_pil(images)

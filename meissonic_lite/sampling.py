@@ -1,4 +1,4 @@
-"""Iterative parallel decoding with classifier-free guidance.
+"""Iterative parallel decoding with classifier-free guidance (chapter 7).
 
 MaskGIT's decoder as Meissonic runs it (spec 2.2): start from a canvas of
 [MASK] tokens; at each of N steps predict every masked token, sample one
@@ -77,6 +77,13 @@ class SamplerConfig:
         return 1.0 + (self.guidance_scale - 1.0) * i / (self.steps - 1)
 
 
+def cfg_mix(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on the logits of one batched forward whose
+    first half is unconditional: l_u + s (l_c - l_u) (chapter 7)."""
+    lu, lc = logits.chunk(2)
+    return lu + scale * (lc - lu)
+
+
 def _filter(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
     logits = logits / cfg.token_temperature
     if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
@@ -148,8 +155,7 @@ def decode(model, cond: tuple[torch.Tensor, torch.Tensor],
         lv = torch.cat([level, level]) if use_cfg else level
         logits = model(inp, states, pooled, micro_conds, lv).float()
         if use_cfg:
-            lu, lc = logits.chunk(2)
-            logits = lu + cfg.guidance_at(i) * (lc - lu)
+            logits = cfg_mix(logits, cfg.guidance_at(i))
         logits = _filter(logits.permute(0, 2, 3, 1), cfg)  # (B, h, w, K)
         probs = F.softmax(logits, dim=-1)
         flat = probs.reshape(-1, probs.shape[-1]).cpu()

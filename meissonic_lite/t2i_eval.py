@@ -1,4 +1,5 @@
-"""Measure a text-to-image pipeline: GenEval-lite, the aesthetic check, sweeps.
+"""Measure a text-to-image pipeline: GenEval-lite, the aesthetic check, sweeps
+(chapter 7).
 
 The judge (`evaluation`) only reads pixels; this module is the harness that
 asks a pipeline for images of the held-out GenEval-lite prompts and hands
@@ -191,16 +192,16 @@ def phrasing(pipe, steps: int = DEFAULT_STEPS,
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing|floor`:
-    measure the shipped pipeline and print (and optionally save) JSON."""
-    import argparse
+MEASURES = {"geneval": "GenEval-lite on held-out prompts",
+            "aesthetic": "aesthetic-score gap (micro-condition 9 vs 3)",
+            "sweep": "GenEval-lite over steps x CFG (x blob, x temp)",
+            "phrasing": "canonical vs paraphrased prompts",
+            "floor": "the metric's chance floor (shuffled prompts)"}
 
-    from .pipeline import MeissonicLitePipeline
-    from .utils import report_json
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
-    p.add_argument("what", choices=("geneval", "aesthetic", "sweep",
-                                     "phrasing", "floor"))
+
+def add_arguments(p) -> None:
+    """The options of every text-to-image measurement (the measurement
+    itself is the positional `what`, or the `eval` subcommand's name)."""
     p.add_argument("--steps", default=str(DEFAULT_STEPS),
                    help="comma list for sweep (default: the pipeline's)")
     p.add_argument("--cfg", default=str(DEFAULT_GUIDANCE),
@@ -215,15 +216,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="evaluate every k-th prompt, this many in all")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON here")
-    a = p.parse_args(argv)
+
+
+def run(a, command: str) -> None:
+    """Measure the shipped pipeline (`a.what`) and print (and with --out
+    save) JSON that records `command`."""
+    from .pipeline import MeissonicLitePipeline
+    from .utils import report_json
     steps = [int(s) for s in a.steps.split(",")]
     cfgs = [float(c) for c in a.cfg.split(",")]
     blobs = [float(c) for c in a.blob.split(",")]
     temps = [float(c) for c in a.token_temp.split(",")]
     pipe = MeissonicLitePipeline.from_pretrained(
         device="cpu", transformer_path=a.transformer)
-    command = "python -m meissonic_lite.t2i_eval " + " ".join(
-        sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
     if a.what == "geneval":
         res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
@@ -248,6 +253,17 @@ def main(argv: list[str] | None = None) -> None:
     if isinstance(res, dict):
         res["wall_time_s"] = round(time.perf_counter() - t0, 1)
     report_json(res, a.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing|
+    floor`: the same as `meissonic-lite eval ...` (kept as an alias)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
+    p.add_argument("what", choices=tuple(MEASURES))
+    add_arguments(p)
+    run(p.parse_args(argv), "python -m meissonic_lite.t2i_eval " + " ".join(
+        sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

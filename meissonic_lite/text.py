@@ -1,4 +1,5 @@
-"""The text encoder: a tiny CLIP built with open_clip, and its two outputs.
+"""The text encoder: a tiny CLIP built with open_clip, and its two outputs
+(chapter 3).
 
 Meissonic conditions on CLIP-ViT-H/14 (spec 1.3): the *penultimate* layer's
 hidden states (B, 77, 1024) feed the transformer's text stream, and the
@@ -12,7 +13,6 @@ book's CLIP-score / CLIP-I / CLIP-T evaluator.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,6 +21,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+from .model_files import corrupt, read_model_file, write_model_file
 
 WEIGHTS = Path(__file__).parent / "weights" / "clip.safetensors"
 REBUILD = "meissonic-lite train-clip --ship"
@@ -121,6 +123,30 @@ class TextEncoder(torch.nn.Module):
         super().train(mode)
         self.clip.train(mode and self.trainable)
         return self
+
+    # -- one file per model: weights + config (model_files) -------------
+    def save_pretrained(self, path: str | Path,
+                        dtype: torch.dtype = torch.float16) -> None:
+        """Write weights + config as one safetensors file, atomically
+        (the token table keeps only the rows training touched)."""
+        save(self.clip, self.cfg, path, dtype)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None,
+                        device: str = "cpu",
+                        dtype: torch.dtype = torch.float32,
+                        trainable: bool = False) -> TextEncoder:
+        """Load the shipped tiny CLIP (or a file saved by `train-clip`)."""
+        path = Path(path) if path is not None else WEIGHTS
+        cfg, state = read_model_file(path, "text-encoder", REBUILD)
+        try:
+            cfg = TextEncoderConfig.from_dict(cfg)
+            clip = build_clip(cfg)
+            load_state(clip, cfg, state)
+        except Exception as e:  # a file of another shape or model
+            raise corrupt(path, "text-encoder", REBUILD, e) from e
+        return cls(clip, cfg, trainable=trainable).to(device=device,
+                                                      dtype=dtype)
 
     def _apply(self, fn, *args, **kwargs):
         self._null = None                    # device / dtype changed
@@ -288,35 +314,15 @@ def load_state(clip: open_clip.CLIP, cfg: TextEncoderConfig,
 def from_pretrained(path: str | Path | None = None, device: str = "cpu",
                     dtype: torch.dtype = torch.float32,
                     trainable: bool = False) -> TextEncoder:
-    """Load the shipped tiny CLIP (or a file saved by `train-clip`)."""
-    from safetensors import safe_open
-    path = Path(path) if path is not None else WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"text-encoder weights not found: {path}; "
-                                f"rebuild them with `{REBUILD}`")
-    try:
-        with safe_open(str(path), "pt") as f:
-            cfg = TextEncoderConfig.from_dict(
-                json.loads(f.metadata()["config"]))
-            sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        clip = build_clip(cfg)
-        load_state(clip, cfg, sd)
-    except Exception as e:             # corrupt, truncated or foreign file
-        raise RuntimeError(f"cannot load text-encoder weights {path}: {e}; "
-                           f"rebuild them with `{REBUILD}`") from e
-    enc = TextEncoder(clip, cfg, trainable=trainable)
-    return enc.to(device=device, dtype=dtype)
+    """Load the shipped tiny CLIP: `TextEncoder.from_pretrained`."""
+    return TextEncoder.from_pretrained(path, device, dtype, trainable)
 
 
 def save(clip: open_clip.CLIP, cfg: TextEncoderConfig, path: str | Path,
          dtype: torch.dtype = torch.float16) -> None:
     """Write weights + config as one safetensors file, atomically."""
-    from safetensors.torch import save as st_save
-
-    from .utils import atomic_write_bytes
-    data = st_save(state_for_saving(clip, cfg, dtype),
-                   metadata={"config": json.dumps(asdict(cfg))})
-    atomic_write_bytes(path, data)
+    write_model_file(path, state_for_saving(clip, cfg, dtype), asdict(cfg),
+                     dtype)
 
 
 def from_open_clip(model_name: str = "ViT-H-14",

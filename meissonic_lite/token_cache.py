@@ -1,4 +1,4 @@
-"""Offline token extraction: tokenize a stage's training set once.
+"""Offline token extraction: tokenize a stage's training set once (chapter 2).
 
 The paper extracts features offline to save compute; here the frozen VQ
 turns every training image of a stage into its token grid once, and

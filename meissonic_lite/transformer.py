@@ -1,4 +1,5 @@
-"""The Meissonic transformer: tokens + text + conditions -> code logits.
+"""The Meissonic transformer: tokens + text + conditions -> code logits
+(chapter 5).
 
 A masked generative transformer in the MaskGIT (Chang et al., 2022) and
 MUSE (Chang et al., 2023) family, with Meissonic's (Bai et al., 2025)
@@ -13,7 +14,8 @@ sampling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -31,10 +33,13 @@ from .layers import (
     rope_ids_2d,
     sinusoid,
 )
+from .model_files import corrupt, read_model_file, to_float32, write_model_file
 
 __all__ = ["MeissonicTransformer", "TransformerConfig"]
 
 RopeMode = Literal["2d", "1d", "none", "learned"]
+WEIGHTS = Path(__file__).parent / "weights" / "transformer.safetensors"
+REBUILD = "meissonic-lite train --stage all --ship"
 
 
 @dataclass
@@ -335,6 +340,28 @@ class MeissonicTransformer(nn.Module):
             x = self.up_block(x)  # (B, H, W, d)
         logits = self.mlm_layer(x)  # (B, H, W, K)
         return logits.permute(0, 3, 1, 2)  # (B, K, H, W)
+
+    # -- one file per model: weights + config (model_files) -------------
+    def save_pretrained(self, path: str | Path,
+                        dtype: torch.dtype = torch.float16) -> None:
+        """Write weights (cast to `dtype`) and config, atomically."""
+        write_model_file(path, self.state_dict(), asdict(self.config),
+                         dtype)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None,
+                        device: str | torch.device = "cpu"
+                        ) -> MeissonicTransformer:
+        """Load the shipped transformer (or `path`) in eval mode, fp32;
+        the config in the file rebuilds the model it was trained as."""
+        path = Path(path) if path is not None else WEIGHTS
+        cfg, state = read_model_file(path, "transformer", REBUILD)
+        try:
+            model = cls(TransformerConfig(**cfg))
+            model.load_state_dict(to_float32(state), strict=True)
+        except Exception as e:  # a file of another shape or model
+            raise corrupt(path, "transformer", REBUILD, e) from e
+        return model.to(device).eval()
 
     def num_params(self) -> int:
         """Total parameter count (works on the meta device)."""

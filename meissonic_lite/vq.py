@@ -1,4 +1,4 @@
-"""The image tokenizer: a small VQ autoencoder trained in the book.
+"""The image tokenizer: a small VQ autoencoder trained in the book (chapter 2).
 
 Meissonic turns a 1024 px image into a 64 x 64 grid of codebook indices
 with a frozen VQGAN (f=16, 8192 codes of dim 64, 146 M params; spec
@@ -11,7 +11,6 @@ resolution ladder (8x8, 16x16, 32x32 token grids).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .model_files import corrupt, read_model_file, to_float32, write_model_file
 from .vq_layers import Decoder, Encoder, PatchEncoder, VectorQuantizer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -189,6 +189,29 @@ class VQModel(nn.Module):
         return (sum(p.numel() for p in self.parameters())
                 + self.quantizer.codebook.numel())
 
+    # -- one file per model: weights + config (model_files) -------------
+    def save_pretrained(self, path: str | Path,
+                        dtype: torch.dtype = torch.float16) -> None:
+        """Write weights (cast to `dtype`) and config to one safetensors
+        file, atomically."""
+        write_model_file(path, self.state_dict(), self.config.to_dict(),
+                         dtype)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None,
+                        device: str | torch.device = "cpu") -> VQModel:
+        """Load the shipped tokenizer (or `path`), in eval mode, fp32."""
+        path = Path(path) if path is not None else DEFAULT_WEIGHTS
+        cfg, state = read_model_file(path, "VQ", REBUILD)
+        try:
+            cfg.setdefault("encoder", "conv")  # files from before the option
+            model = cls(VQConfig(**cfg))
+            model.load_state_dict(to_float32(state), strict=True)
+        except Exception as e:  # a file of another shape or model
+            raise corrupt(path, "VQ", REBUILD, e) from e
+        model.weights_sha256 = file_sha256(path)
+        return model.to(device).eval()
+
 
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file: ties token caches to the weights used."""
@@ -197,41 +220,11 @@ def file_sha256(path: str | Path) -> str:
 
 def save_weights(model: VQModel, path: str | Path,
                  dtype: torch.dtype = torch.float16) -> None:
-    """Write weights (+ config in the metadata) to a safetensors file."""
-    from safetensors.torch import save
-
-    from .utils import atomic_write_bytes
-    sd = {k: (v.to(dtype) if v.is_floating_point() else v)
-          .detach().cpu().contiguous()
-          for k, v in model.state_dict().items()}
-    meta = {"config": json.dumps(model.config.to_dict())}
-    atomic_write_bytes(path, save(sd, metadata=meta))
+    """Write weights (+ config in the metadata): `model.save_pretrained`."""
+    model.save_pretrained(path, dtype)
 
 
 def from_pretrained(path: str | Path | None = None,
                     device: str | torch.device = "cpu") -> VQModel:
-    """Load the shipped tokenizer (or `path`), in eval mode, fp32."""
-    from safetensors import safe_open
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"VQ weights not found: {path}. Rebuild them with: {REBUILD}")
-    try:
-        sd = {}
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            for k in f.keys():  # noqa: SIM118
-                sd[k] = f.get_tensor(k)
-        cfg = json.loads(meta["config"])
-        cfg.setdefault("encoder", "conv")    # files from before the option
-        config = VQConfig(**cfg)
-        model = VQModel(config)
-        sd = {k: v.float() if v.is_floating_point() else v
-              for k, v in sd.items()}
-        model.load_state_dict(sd, strict=True)
-    except Exception as e:  # corrupt, truncated or mismatched file
-        raise ValueError(
-            f"VQ weights file {path} is corrupt or incompatible ({e}). "
-            f"Rebuild it with: {REBUILD}") from e
-    model.weights_sha256 = file_sha256(path)
-    return model.to(device).eval()
+    """Load the shipped tokenizer (or `path`): `VQModel.from_pretrained`."""
+    return VQModel.from_pretrained(path, device)

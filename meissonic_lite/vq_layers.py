@@ -1,4 +1,5 @@
-"""Building blocks of the VQ tokenizer: conv encoder/decoder, quantizer.
+"""Building blocks of the VQ tokenizer: conv encoder/decoder, quantizer
+(chapter 2).
 
 The layout follows the VQGAN family Meissonic uses (aMUSEd / open-muse,
 spec section 5): residual conv blocks with GroupNorm and SiLU, one

@@ -1,4 +1,5 @@
-"""Train the VQ tokenizer on Shapes-world renders; measure and ship it.
+"""Train the VQ tokenizer on Shapes-world renders; measure and ship it
+(chapter 2).
 
 `python -m meissonic_lite.vq_train --out runs/vq --export` (later
 `meissonic-lite train-vq ...`): renders a fixed pool of training images at
@@ -11,7 +12,6 @@ weights and the vq.json manifest after re-measuring every quality bar.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -26,9 +26,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .utils import atomic_write_bytes, autocast, set_seed
-from .vq import (DEFAULT_WEIGHTS, VQConfig, VQModel, from_pretrained,
-                 save_weights)
+from .utils import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    autocast,
+    set_seed,
+    to_pil,
+    warmup_cosine,
+)
+from .vq import (
+    DEFAULT_WEIGHTS,
+    VQConfig,
+    VQModel,
+    from_pretrained,
+    save_weights,
+)
 from .world.dataset import make_example, to_tensor
 
 GRIDS = (8, 16, 32)          # token grids of stages 1, 2 and 3-4
@@ -97,10 +109,6 @@ def mean_psnr(model: VQModel, n: int, size: int, clean: bool = True,
     return float(-10 * torch.log10(mse))
 
 
-def _to_pil(x: torch.Tensor):
-    from PIL import Image
-    arr = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(arr)
 
 
 def judge_agreement(model: VQModel, n: int, size: int,
@@ -112,8 +120,8 @@ def judge_agreement(model: VQModel, n: int, size: int,
     rec = reconstruct(model, x)
     same = 0
     for a, b in zip(x, rec):
-        ca = Counter((d.kind, d.color) for d in detect(_to_pil(a)))
-        cb = Counter((d.kind, d.color) for d in detect(_to_pil(b)))
+        ca = Counter((d.kind, d.color) for d in detect(to_pil(a)))
+        cb = Counter((d.kind, d.color) for d in detect(to_pil(b)))
         same += int(ca == cb)
     return same / n
 
@@ -187,16 +195,7 @@ def final_metrics(model: VQModel, n_psnr: int = 200, n_judge: int = 500,
 
 # ---- training -----------------------------------------------------------
 def _lr(step: int, total: int, base: float, warm: int = 200) -> float:
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
-
-
-def _save_ckpt(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    return base * warmup_cosine(step, total, warm, floor=0.1)
 
 
 def _command(args: dict) -> str:
@@ -298,7 +297,7 @@ def train(args: argparse.Namespace) -> VQModel:
     else:
         pools = [render_pool(args.pool, s, TRAIN_SEED, args.p_clean)
                  for s in sizes]
-        _save_ckpt(pool_path, pools)
+        atomic_torch_save(pool_path, pools)
     crop = args.crop or sizes[0]
     pools = [p for p in pools if p.shape[-1] >= crop]   # crops must fit
     val = held_out(64, sizes[1])
@@ -350,7 +349,7 @@ def train(args: argparse.Namespace) -> VQModel:
             bar.set_postfix(psnr=rec_["psnr_batch"],
                             codes=rec_["codes_in_batch"])
         if step % args.ckpt_every == 0 or step == args.steps:
-            _save_ckpt(ckpt, {"model": model.state_dict(),
+            atomic_torch_save(ckpt, {"model": model.state_dict(),
                               "opt": opt.state_dict(),
                               "gen": gen.get_state(), "step": step,
                               "wall": wall, "config": cfg.to_dict(),

@@ -1,4 +1,4 @@
-"""An ipywidgets playground for generation and zero-shot editing.
+"""An ipywidgets playground for generation and zero-shot editing (chapter 8).
 
     from meissonic_lite.widgets import Playground
     pg = Playground(pipe)          # pipe = MeissonicLitePipeline...

@@ -1,4 +1,4 @@
-"""Evaluation: the judge (an independent referee) and GenEval-lite.
+"""Evaluation: the judge (an independent referee) and GenEval-lite (chapter 1).
 
 Nothing here imports a model: the judge reads pixels only.
 """

@@ -1,4 +1,5 @@
-"""How well the judge reads fresh renders: precision, recall, exact match.
+"""How well the judge reads fresh renders: precision, recall, exact match
+(chapter 1).
 
 The judge is only useful as a referee if it is right on images whose truth
 is known. This measures it on freshly sampled scenes at several sizes.

@@ -1,4 +1,4 @@
-"""GenEval-lite: GenEval's six categories, on the Shapes world.
+"""GenEval-lite: GenEval's six categories, on the Shapes world (chapter 7).
 
 GenEval (Ghosh et al., 2023) asks an object detector whether an image shows
 what its prompt says: single object, two objects, counting, colours,

@@ -1,4 +1,5 @@
-"""The judge: an independent referee that reads Shapes-world images.
+"""The judge: an independent referee that reads Shapes-world images
+(chapter 1).
 
 It knows the world's palette and what each kind looks like, and nothing of
 the models. Pixels are assigned to the nearest palette colour; each object

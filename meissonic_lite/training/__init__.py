@@ -1,4 +1,5 @@
-"""Training: the masked-token objective, a fault-tolerant trainer, DDP."""
+"""Training: the masked-token objective, a fault-tolerant trainer, DDP
+(chapter 6)."""
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import cfg_dropout, masked_ce, prepare_batch

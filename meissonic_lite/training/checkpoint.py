@@ -1,4 +1,5 @@
-"""Atomic, resumable checkpoints: a crash never leaves a partial file.
+"""Atomic, resumable checkpoints: a crash never leaves a partial file
+(chapter 6).
 
 A checkpoint holds the model, optimizer and scheduler states, the step, the
 run's config and the bad-step counter. It is written to a temp file and
@@ -9,23 +10,20 @@ and the fix when something does not match.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import torch
 
-from ..utils import atomic_write_bytes
+from ..utils import atomic_torch_save
 
 LATEST = "latest.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Serialise `state` and write it atomically to `path`."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
     try:
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_torch_save(path, state)
     except OSError as e:
         raise OSError(f"could not write checkpoint {path}: {e}; the "
                       "previous checkpoint (if any) is intact") from e

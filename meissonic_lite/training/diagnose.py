@@ -1,4 +1,5 @@
 """Probes of a trained transformer: what does it use, what can it draw?
+(chapter 6)
 
 `masked_token_accuracy`: mask a share of the tokens of clean held-out
 world images, ask the model for them in one pass (argmax), and compare
@@ -225,17 +226,8 @@ PROBES = {"fill": hidden_object_fill, "context": masked_token_accuracy,
           "prompt": prompt_use, "split": loss_split}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.training.diagnose fill CKPT --vq VQ`:
-    run one probe on a checkpoint and print (and with --out save) JSON
-    that records the command, so a stored figure says how it was made."""
-    import argparse
-    import sys
-
-    from .. import text, vq
-    from ..utils import report_json
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.training."
-                                "diagnose")
+def add_arguments(p) -> None:
+    """The probe, the checkpoint and the options."""
     p.add_argument("probe", choices=sorted(PROBES))
     p.add_argument("checkpoint", help="trainer checkpoint (latest.pt) or "
                    "transformer .safetensors")
@@ -243,15 +235,32 @@ def main(argv: list[str] | None = None) -> None:
                    "trained on (default: the shipped one)")
     p.add_argument("--n", type=int, default=64, help="held-out images")
     p.add_argument("--out", default=None, help="also write the JSON here")
-    a = p.parse_args(argv)
+
+
+def run(a, command: str) -> None:
+    """Run one probe on a checkpoint and print (and with --out save) JSON
+    that records `command`, so a stored figure says how it was made."""
+    from .. import text, vq
+    from ..utils import report_json
     torch.set_num_threads(2)
     model, step = load_model(a.checkpoint)
     res = PROBES[a.probe](model, vq.from_pretrained(a.vq),
                           text.from_pretrained(), n=a.n)
     out = {"probe": a.probe, "result": res, "checkpoint": a.checkpoint,
-           "step": step, "command": "python -m meissonic_lite.training."
-           "diagnose " + " ".join(sys.argv[1:] if argv is None else argv)}
+           "step": step, "command": command}
     report_json(out, a.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m meissonic_lite.training.diagnose fill CKPT --vq VQ`: the
+    same as `meissonic-lite diagnose ...` (kept as an alias)."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog="python -m meissonic_lite.training."
+                                "diagnose")
+    add_arguments(p)
+    run(p.parse_args(argv), "python -m meissonic_lite.training.diagnose "
+        + " ".join(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Data parallelism on an existing engine: torch.distributed + DDP.
+"""Data parallelism on an existing engine: torch.distributed + DDP (chapter 6).
 
 `torchrun --nproc_per_node N` sets RANK / WORLD_SIZE / MASTER_ADDR; we then
 join the process group (gloo on CPU, NCCL on GPU) and wrap the model in

@@ -34,6 +34,7 @@ from ..masking import mask_rate_level
 from ..pretrained import load_transformer, save_transformer
 from ..sampling import SamplerConfig, decode
 from ..transformer import MeissonicTransformer, TransformerConfig
+from ..utils import to_uint8
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score
 from .gate_data import (
@@ -79,6 +80,7 @@ class GateConfig:
     blob_masks: float = 0.5
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
+    heads: int = 3                 # attention heads of 64 channels (width)
     cond: str = "clip"             # "clip" or "onehot"
     text_len: int = 0              # clip: keep this many states (0: 77)
     tokens: str = "vq"             # "vq" codes, or "flat": each patch's
@@ -122,8 +124,7 @@ def judge_gate(model, tok, conditioner, cfg: GateConfig,
     tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
                     torch.Generator().manual_seed(seed))
     model.train(was)
-    images = tok.decode(tokens).float().clamp(0, 1)
-    arr = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    arr = to_uint8(tok.decode(tokens))
     return {**score_g0(arr, pairs), "images": arr}
 
 
@@ -260,7 +261,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
     mcfg = TransformerConfig.preset(
         "lite", codebook_size=tok.config.num_codes,
         vocab_size=tok.config.num_codes + 1, text_dim=enc.hidden_dim,
-        pooled_dim=enc.pooled_dim, compress=cfg.compress)
+        pooled_dim=enc.pooled_dim, compress=cfg.compress,
+        num_heads=cfg.heads)
     torch.manual_seed(cfg.seed)
     model = MeissonicTransformer(mcfg)
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
@@ -317,7 +319,7 @@ def add_parser(sub) -> None:
     g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
     g.add_argument("--out", default="runs/gate_g0")
     for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
-                 "text_len",
+                 "text_len", "heads",
                  "eval_every", "eval_seeds", "sample_steps", "seed"):
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))

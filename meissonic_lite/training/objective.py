@@ -1,4 +1,5 @@
-"""The training objective: masked-token cross-entropy with CFG dropout.
+"""The training objective: masked-token cross-entropy with CFG dropout
+(chapter 6).
 
 MUSE and Meissonic train with cross-entropy on the masked tokens only
 (spec 4.1), mask rates drawn from the arccos distribution, and the

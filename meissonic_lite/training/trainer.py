@@ -1,4 +1,4 @@
-"""The trainer: one loop that survives faults and scales out.
+"""The trainer: one loop that survives faults and scales out (chapter 6).
 
 AdamW (weight decay 0.01, none on norms, biases and embeddings), warmup
 then constant or cosine LR, gradient clipping, bf16 autocast, optional EMA;
@@ -12,7 +12,6 @@ runs: data, text conditioning and the model are given to it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import time
@@ -24,10 +23,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import autocast
+from ..utils import autocast, warmup_cosine
 from . import distributed as dist
-from .checkpoint import (LATEST, check_same_model, load_checkpoint,
-                         remove_stale_temps, save_checkpoint)
+from .checkpoint import (
+    LATEST,
+    check_same_model,
+    load_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from .objective import masked_ce, prepare_batch
 
 Encode = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
@@ -86,12 +90,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then constant or cosine decay to 10%."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return warmup_cosine(step, cfg.steps, cfg.warmup, 0.1, cfg.schedule)
 
 
 def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""The Shapes world: procedural, captioned, judgeable images.
+"""The Shapes world: procedural, captioned, judgeable images (chapter 1).
 
 Meissonic trained on filtered LAION plus curated data. We cannot download
 any of that, so the book's world is drawn by code: shapes and letters in

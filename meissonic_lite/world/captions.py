@@ -1,4 +1,4 @@
-"""Captions for Shapes-world scenes: many templates, all true.
+"""Captions for Shapes-world scenes: many templates, all true (chapter 1).
 
 Short captions name the objects ("red circle."); long ones add sizes,
 background, positions and relations in several clauses, so a text encoder

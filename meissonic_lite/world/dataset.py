@@ -1,4 +1,5 @@
-"""Training examples with Meissonic's micro-conditions, and a Dataset.
+"""Training examples with Meissonic's micro-conditions, and a Dataset
+(chapter 1).
 
 Each example follows Meissonic's preprocessing (spec 4.4): the scene is
 rendered at a random *original* size, the shorter side is resized to the

@@ -1,4 +1,5 @@
-"""Sample grids: many world examples with their captions, as one image."""
+"""Sample grids: many world examples with their captions, as one image
+(chapter 1)."""
 
 from __future__ import annotations
 

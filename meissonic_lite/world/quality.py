@@ -1,4 +1,5 @@
-"""Image quality in the Shapes world: degradations and an aesthetic score.
+"""Image quality in the Shapes world: degradations and an aesthetic score
+(chapter 1).
 
 Meissonic conditions on a human-preference score (HPS). Our stand-in is a
 real, no-reference measurement: clean renders use only the world's palette,

@@ -1,4 +1,4 @@
-"""Draw a Scene to pixels: anti-aliased, deterministic, any size.
+"""Draw a Scene to pixels: anti-aliased, deterministic, any size (chapter 1).
 
 Shapes are polygons drawn at `supersample` times the target size and
 box-filtered down, which gives anti-aliased edges with no randomness.

@@ -1,4 +1,5 @@
-"""Scenes of the Shapes world: what is where, independent of pixels.
+"""Scenes of the Shapes world: what is where, independent of pixels
+(chapter 1).
 
 A scene is a background plus groups of identical objects (kind, colour,
 size, count) laid out without overlap, and optionally one spatial relation

@@ -1,0 +1,198 @@
+"""The package's architecture, pinned: data flows one way, the models know
+nothing above them, and the judge is an independent referee.
+
+Imports are read from the source (module level and inside functions), so a
+lazy import cannot hide an arrow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import meissonic_lite
+
+ROOT = Path(meissonic_lite.__file__).parent
+PKG = "meissonic_lite"
+# The models and what they may use: each other, their file format, utils.
+MODELS = {"vq", "vq_layers", "text", "transformer", "layers", "official"}
+MODEL_DEPS = MODELS | {"model_files", "utils"}
+# The referee: it renders and reads the world, nothing else.
+REFEREE = {"evaluation.judge", "evaluation.geneval", "evaluation.accuracy"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in ROOT.rglob("*.py"):
+        parts = p.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """The package modules that `name` imports anywhere in its source."""
+    here = name.split(".") if path.name == "__init__.py" else \
+        name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.ImportFrom):
+            base = (here[:len(here) - node.level + 1] if node.level else [])
+            mod = ".".join(base + ([node.module] if node.module else []))
+            if not node.level:
+                if not mod.startswith(PKG):
+                    continue
+                mod = mod[len(PKG) + 1:]
+            targets = [f"{mod}.{a.name}".strip(".") for a in node.names]
+            targets = [t if t in mods else mod for t in targets]
+        elif isinstance(node, ast.Import):
+            targets = [a.name[len(PKG) + 1:] for a in node.names
+                       if a.name.startswith(PKG + ".")]
+        for t in targets:
+            while t and t not in mods:
+                t = t.rpartition(".")[0]
+            if t != name:
+                found.add(t)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {n: _imports(n, p, mods) for n, p in mods.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle if there is any (depth-first search)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph.get(n, ())):
+            if state.get(d) == 1:
+                return stack[stack.index(d):] + [d]
+            if d not in state and (c := visit(d)):
+                return c
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (c := visit(n)):
+            return c
+    return None
+
+
+def test_graph_sees_lazy_and_relative_imports(graph):
+    assert "model_files" in graph["transformer"]
+    assert "cli_common" in graph["generate_cli"]
+    assert "world.vocab" in graph["evaluation.judge"]
+
+
+def test_cycle_finder_finds_a_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c",
+                                                            "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_circle(graph):
+    # the package __init__ imports nothing eagerly; leave it out
+    assert _cycle({k: v - {""} for k, v in graph.items() if k}) is None
+
+
+def test_models_do_not_import_upward(graph):
+    for m in MODELS:
+        assert graph[m] <= MODEL_DEPS, (m, graph[m] - MODEL_DEPS)
+
+
+def test_referee_knows_only_the_world(graph):
+    for m in REFEREE:
+        bad = {d for d in graph[m]
+               if not d.startswith(("world", "evaluation"))}
+        assert not bad, (m, bad)
+
+
+def test_package_never_imports_the_book():
+    for p in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = ([a.name for a in node.names]
+                     if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [])
+            assert not any(n.split(".")[0] == "book" for n in names), p
+
+
+def test_public_api_imports():
+    from meissonic_lite import (  # noqa: F401
+        MeissonicLitePipeline,
+        MeissonicTransformer,
+        SamplerConfig,
+        TextEncoder,
+        TransformerConfig,
+        VQModel,
+    )
+    for cls in (MeissonicLitePipeline, MeissonicTransformer, TextEncoder,
+                VQModel):
+        assert callable(cls.from_pretrained), cls
+    for cls in (MeissonicTransformer, TextEncoder, VQModel):
+        assert callable(cls.save_pretrained), cls
+    with pytest.raises(AttributeError, match="no attribute"):
+        meissonic_lite.NotAThing  # noqa: B018
+
+
+def test_one_command_line_face():
+    from meissonic_lite.cli import COMMANDS, build_parser
+    p = build_parser()
+    sub = next(a for a in p._actions
+               if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    args = p.parse_args(["eval", "geneval", "--limit", "4"])
+    assert args.what == "geneval" and args.limit == 4
+    args = p.parse_args(["eval", "edits", "--n", "3"])
+    assert args.what == "edits" and args.n == 3
+    args = p.parse_args(["bench", "transformer", "--fp32"])
+    assert args.fp32
+    args = p.parse_args(["diagnose", "fill", "ckpt.pt"])
+    assert args.probe == "fill" and args.checkpoint == "ckpt.pt"
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from meissonic_lite.cli import main; "
+            f"main(['world', '-n', '1', '-o', r'{tmp_path / 'w.png'}']); "
+            "bad = [m for m in ('open_clip', 'meissonic_lite.clip_train', "
+            "'meissonic_lite.pipeline') if m in sys.modules]; "
+            "assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "w.png").is_file()
+
+
+def test_every_module_names_its_chapter():
+    for name, path in _modules().items():
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert "chapter" in doc.lower(), f"{name}: docstring names no chapter"
+
+
+def test_every_chapter_names_modules_that_exist():
+    import json
+    import re
+    book = Path(__file__).resolve().parents[1] / "book"
+    chapters = sorted(book.glob("0*.ipynb"))
+    assert chapters
+    for nb in chapters:
+        first = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        line = first[first.index("**Modules**"):].split("**Prerequisites")[0]
+        names = [n for n in re.findall(r"`([\w/]+(?:\.py|/))`", line)
+                 if n != "meissonic_lite/"]
+        assert names, nb.name
+        for n in names:
+            assert (ROOT / n).exists(), f"{nb.name} names {n}"
