@@ -39,10 +39,6 @@ def cmd_judge(args: argparse.Namespace) -> None:
     print(json.dumps(res, indent=1))
 
 
-def _command_line() -> str:
-    return " ".join(["meissonic-lite"] + sys.argv[1:])
-
-
 def add_world(sub) -> None:
     """`world`: a captioned grid of the Shapes world (chapter 1)."""
     w = sub.add_parser("world", help="render a sample grid of the world")
@@ -72,10 +68,10 @@ def add_eval(sub) -> None:
     for what, helptext in t2i_eval.MEASURES.items():
         q = kinds.add_parser(what, help=helptext)
         t2i_eval.add_arguments(q)
-        q.set_defaults(func=lambda a: t2i_eval.run(a, _command_line()))
+        q.set_defaults(func=lambda a: t2i_eval.run(a, a.command_line))
     q = kinds.add_parser("edits", help="the edit benchmark (chapter 8)")
     edit_eval.add_arguments(q)
-    q.set_defaults(func=lambda a: edit_eval.run(a, _command_line()))
+    q.set_defaults(func=lambda a: edit_eval.run(a, a.command_line))
 
 
 def add_bench(sub) -> None:
@@ -92,7 +88,7 @@ def add_diagnose(sub) -> None:
     d = sub.add_parser("diagnose", help="probe a training checkpoint "
                        "(fill, prompt use, loss split)")
     diagnose.add_arguments(d)
-    d.set_defaults(func=lambda a: diagnose.run(a, _command_line()))
+    d.set_defaults(func=lambda a: diagnose.run(a, a.command_line))
 
 
 # name -> (module, function that adds its parser, one-line help)
@@ -134,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     first = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(first if first in COMMANDS else None
                         ).parse_args(argv)
+    args.command_line = " ".join(["meissonic-lite"] + argv)  # for records
     try:
         args.func(args)
     except ValueError as e:
