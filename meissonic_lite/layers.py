@@ -20,6 +20,7 @@ from torch import nn
 
 __all__ = [
     "AdaLNZero",
+    "ConvNextBlock",
     "DualStreamBlock",
     "FeedForward",
     "JointAttention",
@@ -261,3 +262,31 @@ class SingleStreamBlock(nn.Module):
         y = self.proj_out(torch.cat([o, F.gelu(mlp, approximate="tanh")],
                                     dim=-1))  # attention first, then MLP
         return torch.addcmul(x, gate, y)
+
+
+class ConvNextBlock(nn.Module):
+    """aMUSEd's ConvNeXt block (diffusers `ConvNextBlock`, without its
+    global response norm), which Meissonic dropped: depthwise 3x3 conv ->
+    RMSNorm -> Linear(d, r d) -> GELU -> Linear(r d, d), plus the input,
+    then (1 + scale) x + shift from temb (zero-initialised). It mixes each
+    position with its 8 neighbours, a locality the attention has to learn
+    (chapter 5's lever for a model trained on a CPU's worth of images)."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim,
+                                   bias=False)
+        self.norm = RMSNorm(dim, eps)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.ada = AdaLNZero(dim, 2)
+
+    def forward(self, x: torch.Tensor,
+                temb_act: torch.Tensor) -> torch.Tensor:
+        """x (B, h, w, d) channels-last, temb_act (B, d) -> (B, h, w, d)."""
+        y = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y)), approximate="tanh"))
+        scale, shift = self.ada(temb_act)  # each (B, 1, d)
+        return torch.addcmul(shift[:, None], x + y, 1 + scale[:, None])

@@ -116,6 +116,9 @@ def to_official_state_dict(model_or_sd) -> dict[str, torch.Tensor]:
         if name == "pos_embed":
             raise ValueError("learned absolute positions have no official "
                              "counterpart")
+        if name.startswith(("down_convs.", "up_convs.")):
+            raise ValueError("ConvNeXt blocks (conv_blocks > 0) are "
+                             "aMUSEd's; the released Meissonic has none")
         parts = _official_parts(name)
         if parts is not None:
             d = t.shape[0]

@@ -24,6 +24,7 @@ from torch import nn
 
 from .layers import (
     AdaLNZero,
+    ConvNextBlock,
     DualStreamBlock,
     MLPEmbed,
     RMSNorm,
@@ -59,6 +60,8 @@ class TransformerConfig:
     micro_dim: int = 256  # sinusoid width per micro-condition
     level_dim: int = 256  # sinusoid width of the mask-rate level
     compress: bool = False  # 2x2 stride-2 conv before, conv-T after
+    conv_blocks: int = 0  # aMUSEd's ConvNeXt blocks per side (not in
+    #                       Meissonic): local mixing before/after attention
     rope: RopeMode = "2d"  # released code: 2d; paper text: 1d
     rope_axes: tuple[int, ...] = (8, 28, 28)  # 2d: (unused, row, col)
     rope_theta: float = 10000.0
@@ -91,6 +94,9 @@ class TransformerConfig:
                              f"to head_dim={self.head_dim}")
         if self.head_dim % 2:
             raise ValueError("head_dim must be even for RoPE")
+        if self.conv_blocks < 0:
+            raise ValueError(f"conv_blocks must be >= 0, got "
+                             f"{self.conv_blocks}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> TransformerConfig:
@@ -204,6 +210,9 @@ class MeissonicTransformer(nn.Module):
         d, eps = cfg.dim, cfg.eps
         self.embed = TokenEmbed(cfg.vocab_size, d, eps)
         self.down_block = Downsample(d, eps) if cfg.compress else None
+        self.down_convs = nn.ModuleList(
+            ConvNextBlock(d, cfg.mlp_ratio, eps)
+            for _ in range(cfg.conv_blocks))
         self.project_to_hidden_norm = RMSNorm(d, eps)
         self.project_to_hidden = nn.Linear(d, d, bias=False)
         self.context_embedder = nn.Linear(cfg.text_dim, d)
@@ -219,6 +228,9 @@ class MeissonicTransformer(nn.Module):
             for _ in range(cfg.num_single))
         self.project_from_hidden_norm = RMSNorm(d, eps)
         self.project_from_hidden = nn.Linear(d, d, bias=False)
+        self.up_convs = nn.ModuleList(
+            ConvNextBlock(d, cfg.mlp_ratio, eps)
+            for _ in range(cfg.conv_blocks))
         self.up_block = Upsample(d, eps) if cfg.compress else None
         self.mlm_layer = MlmHead(d, cfg.codebook_size, eps)
         self.pos_embed = None
@@ -310,9 +322,13 @@ class MeissonicTransformer(nn.Module):
         (B,) mask-rate level in [0, 1000] -> logits (B, codebook, H, W)."""
         level = self._check(tokens, text_states, pooled, micro_conds, level)
         b = tokens.shape[0]
+        temb = self.conditioning(pooled, micro_conds, level)  # (B, d)
+        temb_act = F.silu(temb)
         x = self.embed(tokens)  # (B, H, W, d)
         if self.down_block is not None:
             x = self.down_block(x)  # (B, H/2, W/2, d)
+        for blk in self.down_convs:  # empty unless conv_blocks > 0
+            x = blk(x, temb_act)
         h, w = x.shape[1:3]
         x = self.project_to_hidden(self.project_to_hidden_norm(x.flatten(1,
                                                                      2)))
@@ -323,8 +339,6 @@ class MeissonicTransformer(nn.Module):
             x = x + self.pos_embed[:h, :w].reshape(h * w, -1)
         text_states = text_states.to(self.context_embedder.weight.dtype)
         c = self.encoder_proj_layer_norm(self.context_embedder(text_states))
-        temb = self.conditioning(pooled, micro_conds, level)  # (B, d)
-        temb_act = F.silu(temb)
         t = c.shape[1]
         rope = self.rope_tables(t, h, w, x.device, torch.float32)
         for blk in self.transformer_blocks:
@@ -336,6 +350,8 @@ class MeissonicTransformer(nn.Module):
             x = s[:, t:]  # drop text positions
         x = self.project_from_hidden(self.project_from_hidden_norm(x))
         x = x.reshape(b, h, w, -1)  # (B, h, w, d)
+        for blk in self.up_convs:
+            x = blk(x, temb_act)
         if self.up_block is not None:
             x = self.up_block(x)  # (B, H, W, d)
         logits = self.mlm_layer(x)  # (B, H, W, K)

@@ -231,3 +231,29 @@ def test_reduced_precision():
         out16 = half(tok, text.half(), pooled.half(), micro.half(),
                      torch.tensor([1000, 0]))
     assert out16.dtype == torch.float16 and torch.isfinite(out16).all()
+
+
+def test_conv_blocks_are_opt_in_and_start_neutral():
+    """conv_blocks=0 adds no parameters (shipped files load unchanged);
+    with blocks, shapes hold, their modulation starts at identity, and the
+    official export refuses them (chapter 5)."""
+    from meissonic_lite.official import to_official_state_dict
+    plain = _model(compress=True)
+    assert not any(k.startswith(("down_convs", "up_convs"))
+                   for k in plain.state_dict())
+    conv = _model(compress=True, conv_blocks=1)
+    extra = conv.num_params() - plain.num_params()
+    d = conv.config.dim
+    per_block = 9 * d + d + (d * 4 * d + 4 * d) + (4 * d * d + d) \
+        + (d * 2 * d + 2 * d)
+    assert extra == 2 * per_block
+    fresh = MeissonicTransformer(conv.config)
+    for blk in list(fresh.down_convs) + list(fresh.up_convs):
+        assert float(blk.ada.linear.weight.abs().sum()) == 0.0
+    b, h, w = 2, 4, 6
+    args = _inputs(conv.config, b, h, w)
+    assert conv(*args).shape == (b, conv.config.codebook_size, h, w)
+    with pytest.raises(ValueError, match="ConvNeXt"):
+        to_official_state_dict(conv)
+    with pytest.raises(ValueError, match="conv_blocks"):
+        TransformerConfig.preset("tiny", conv_blocks=-1)

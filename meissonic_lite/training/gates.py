@@ -81,6 +81,8 @@ class GateConfig:
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
     heads: int = 3                 # attention heads of 64 channels (width)
+    ema: float = 0.0               # > 0: also judge EMA weights (decay)
+    conv_blocks: int = 0           # aMUSEd's ConvNeXt blocks per side
     cond: str = "clip"             # "clip" or "onehot"
     text_len: int = 0              # clip: keep this many states (0: 77)
     tokens: str = "vq"             # "vq" codes, or "flat": each patch's
@@ -262,13 +264,14 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         "lite", codebook_size=tok.config.num_codes,
         vocab_size=tok.config.num_codes + 1, text_dim=enc.hidden_dim,
         pooled_dim=enc.pooled_dim, compress=cfg.compress,
-        num_heads=cfg.heads)
+        num_heads=cfg.heads, conv_blocks=cfg.conv_blocks)
     torch.manual_seed(cfg.seed)
     model = MeissonicTransformer(mcfg)
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, warmup=cfg.warmup, schedule=cfg.schedule,
                        cfg_dropout=cfg.cfg_dropout, seed=cfg.seed,
                        blob_masks=cfg.blob_masks, log_every=10,
+                       ema=cfg.ema or None,
                        ckpt_every=100, sample_every=cfg.eval_every)
     null = conditioner.null(1)
     trainer = Trainer(model, data, tcfg, out, null,
@@ -281,6 +284,10 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         t = time.perf_counter()
         r = judge_gate(m, tok, conditioner, cfg)
         _save_grid(r.pop("images"), out / f"grid_{step:05d}.png")
+        if trainer.ema is not None:  # the averaged weights, judged alike
+            e = judge_gate(trainer.ema.module, tok, conditioner, cfg)
+            _save_grid(e.pop("images"), out / f"grid_ema_{step:05d}.png")
+            r.update({f"ema_{k}": v for k, v in e.items() if k != "n"})
         r.update(step=step, images_seen=step * cfg.batch_size,
                  train_s=round(trainer.train_seconds, 1),
                  judge_s=round(time.perf_counter() - t, 1))
@@ -292,6 +299,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
 
     trainer.fit(resume=resume, on_sample=on_sample)
     save_transformer(model, out / "model.safetensors")
+    if trainer.ema is not None:
+        save_transformer(trainer.ema.module, out / "model_ema.safetensors")
     result = json.loads(curve_path.read_text())
     result.update(command=command, wall_s=round(time.perf_counter() - t0, 1),
                   probe=edge_interior_accuracy(model, tok, conditioner, cfg))
@@ -319,11 +328,11 @@ def add_parser(sub) -> None:
     g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
     g.add_argument("--out", default="runs/gate_g0")
     for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
-                 "text_len", "heads",
+                 "text_len", "heads", "conv_blocks",
                  "eval_every", "eval_seeds", "sample_steps", "seed"):
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))
-    for name in ("lr", "blob_masks", "cfg_dropout", "guidance"):
+    for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema"):
         g.add_argument("--" + name.replace("_", "-"), type=float,
                        default=getattr(d, name))
     g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)
