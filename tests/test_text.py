@@ -10,8 +10,8 @@ import open_clip
 import pytest
 import torch
 
-from meissonic_lite import clip_train as ct
-from meissonic_lite import text
+from meissonic_lite.models import text
+from meissonic_lite.training import clip_train as ct
 from meissonic_lite.world import vocab
 from meissonic_lite.world.scene import Group, make_scene
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meissonic_lite.layers import (
+from meissonic_lite.models.layers import (
     DualStreamBlock,
     SingleStreamBlock,
     apply_rope,
@@ -12,7 +12,10 @@ from meissonic_lite.layers import (
     rope_ids_2d,
     sinusoid,
 )
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 
 
 def _inputs(cfg, b=2, h=4, w=6, t=5, seed=0):

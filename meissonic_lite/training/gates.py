@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import text
-from .. import vq as vq_mod
 from ..evaluation.geneval import score_item
 from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
-from ..masking import mask_rate_level
-from ..pretrained import load_transformer, save_transformer
-from ..sampling import SamplerConfig, decode
-from ..transformer import MeissonicTransformer, TransformerConfig
+from ..models import text
+from ..models import vq as vq_mod
+from ..models.pretrained import load_transformer, save_transformer
+from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.decode import SamplerConfig, decode
+from ..sampling.masking import mask_rate_level
 from ..utils import to_uint8
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score

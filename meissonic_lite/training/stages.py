@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..transformer import MeissonicTransformer, TransformerConfig
+from ..models.transformer import MeissonicTransformer, TransformerConfig
 from .trainer import TrainConfig, Trainer
 
 
@@ -132,7 +132,7 @@ class StageSampler:
 
     def __init__(self, vq, text_encoder, spec: StageSpec, out: Path,
                  device: str):
-        from ..pipeline import MeissonicLitePipeline
+        from ..sampling.pipeline import MeissonicLitePipeline
         from ..world.grid import captioned_grid
         self.pipeline, self.grid = MeissonicLitePipeline, captioned_grid
         self.vq, self.enc, self.spec = vq, text_encoder, spec
@@ -171,9 +171,9 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
 
     `vq_path` trains on another tokenizer's tokens (default: the shipped
     one), e.g. a candidate VQ that must ship together with this model."""
-    from .. import text, vq
-    from ..pretrained import save_transformer
-    from ..token_cache import extract, load_cache
+    from ..models import text, vq
+    from ..models.pretrained import save_transformer
+    from .token_cache import extract, load_cache
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}")
     spec = STAGES[stage]

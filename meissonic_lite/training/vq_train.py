@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .utils import (
+from ..models.vq import (
+    DEFAULT_WEIGHTS,
+    VQConfig,
+    VQModel,
+    from_pretrained,
+    save_weights,
+)
+from ..utils import (
     atomic_torch_save,
     atomic_write_bytes,
     autocast,
@@ -34,14 +41,7 @@ from .utils import (
     to_pil,
     warmup_cosine,
 )
-from .vq import (
-    DEFAULT_WEIGHTS,
-    VQConfig,
-    VQModel,
-    from_pretrained,
-    save_weights,
-)
-from .world.dataset import make_example, to_tensor
+from ..world.dataset import make_example, to_tensor
 
 GRIDS = (8, 16, 32)          # token grids of stages 1, 2 and 3-4
 TRAIN_SEED, EVAL_SEED = 1000, 2000
@@ -115,7 +115,7 @@ def judge_agreement(model: VQModel, n: int, size: int,
                     seed: int = EVAL_SEED) -> float:
     """Share of images where the judge sees the same (kind, colour) counts
     on the reconstruction as on the original."""
-    from .evaluation import detect
+    from ..evaluation import detect
     x = held_out(n, size, True, seed)
     rec = reconstruct(model, x)
     same = 0

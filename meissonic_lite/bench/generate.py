@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from .pipeline import MeissonicLitePipeline
-from .utils import best_seconds, pick_device, sync
+from ..sampling.pipeline import MeissonicLitePipeline
+from ..utils import best_seconds, pick_device, sync
 
 PROMPT = "two red circles above a blue square"
 
@@ -43,7 +43,7 @@ PROMPT = "two red circles above a blue square"
 def random_transformer(preset: str, vq, text_encoder, compress: bool = True):
     """A randomly initialised transformer of `preset`, sized to the VQ and
     text encoder (as `training.stages.model_config` does)."""
-    from .transformer import MeissonicTransformer, TransformerConfig
+    from ..models.transformer import MeissonicTransformer, TransformerConfig
     n = vq.config.num_codes
     cfg = TransformerConfig.preset(
         preset, codebook_size=n, vocab_size=n + 1,
@@ -58,8 +58,8 @@ def load_pipeline(random_weights: bool = False, preset: str = "lite",
     `preset` transformer (compressed, as stages 3-4 ship it)."""
     if not random_weights:
         return MeissonicLitePipeline.from_pretrained(device, **paths)
-    from . import vq
-    from .pretrained import load_text_encoder
+    from ..models import vq
+    from ..models.pretrained import load_text_encoder
     v = vq.from_pretrained(paths.get("vq_path"))
     te = load_text_encoder(paths.get("text_encoder_path"))
     torch.manual_seed(0)
@@ -73,7 +73,7 @@ def with_compress(pipe: MeissonicLitePipeline, compress: bool
     compression setting (same width/depth); plus a label saying which."""
     if pipe.transformer.config.compress == compress:
         return pipe, "as loaded"
-    from .transformer import MeissonicTransformer
+    from ..models.transformer import MeissonicTransformer
     torch.manual_seed(0)
     tr = MeissonicTransformer(replace(pipe.transformer.config,
                                       compress=compress))
@@ -249,7 +249,7 @@ def peak_memory(batches: tuple[int, ...] = (1, 2, 4, 8), size: int = 128,
         spec = json.dumps({"load": load, "batch": b, "size": size,
                            "steps": steps,
                            "threads": torch.get_num_threads()})
-        code = ("from meissonic_lite.bench_generate import _memory_child; "
+        code = ("from meissonic_lite.bench.generate import _memory_child; "
                 f"_memory_child({spec!r})")
         out = subprocess.run([sys.executable, "-c", code], check=True,
                              capture_output=True, text=True)
@@ -288,8 +288,8 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     linearly (flagged `extrapolated`; attention over a longer cache makes
     the true time somewhat larger). Times are the best of `repeats`.
     """
+    from ..sampling.decode import SamplerConfig, decode
     from .ar_baseline import ARConfig, CausalImageTransformer
-    from .sampling import SamplerConfig, decode
     cfg = transformer.config
     dev = next(transformer.parameters()).device
     g = torch.Generator().manual_seed(seed)

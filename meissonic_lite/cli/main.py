@@ -19,12 +19,12 @@ import importlib
 import json
 import sys
 
-from .cli_common import out_path
+from .common import out_path
 
 
 def cmd_world(args: argparse.Namespace) -> None:
     """Render a captioned sample grid of the Shapes world."""
-    from .world.grid import sample_grid
+    from ..world.grid import sample_grid
     img = sample_grid(args.n, args.size, args.seed, args.cols)
     out = out_path(args.output)
     img.save(out)
@@ -33,7 +33,7 @@ def cmd_world(args: argparse.Namespace) -> None:
 
 def cmd_judge(args: argparse.Namespace) -> None:
     """Measure the judge on fresh renders and print the figures."""
-    from .evaluation import judge_accuracy
+    from ..evaluation import judge_accuracy
     sizes = tuple(int(s) for s in args.sizes.split(","))
     res = judge_accuracy(args.n, sizes, args.seed)
     print(json.dumps(res, indent=1))
@@ -61,7 +61,7 @@ def add_judge(sub) -> None:
 
 def add_eval(sub) -> None:
     """`eval`: the text-to-image measurements and the edit benchmark."""
-    from . import edit_eval, t2i_eval
+    from ..evaluation import edit_eval, t2i_eval
     e = sub.add_parser("eval", help="measure the shipped model (GenEval-"
                        "lite, sweeps, floor, phrasing, edits)")
     kinds = e.add_subparsers(dest="what", required=True)
@@ -76,7 +76,7 @@ def add_eval(sub) -> None:
 
 def add_bench(sub) -> None:
     """`bench`: throughput, latency and memory (chapter 7)."""
-    from . import bench
+    from ..bench import transformer as bench
     b = sub.add_parser("bench", help="benchmarks: transformer throughput, "
                        "generation latency and memory")
     bench.add_subcommands(b.add_subparsers(dest="cmd", required=True))
@@ -84,7 +84,7 @@ def add_bench(sub) -> None:
 
 def add_diagnose(sub) -> None:
     """`diagnose`: probes of a training checkpoint (chapter 6)."""
-    from .training import diagnose
+    from ..evaluation import diagnose
     d = sub.add_parser("diagnose", help="probe a training checkpoint "
                        "(fill, prompt use, loss split)")
     diagnose.add_arguments(d)
@@ -93,18 +93,21 @@ def add_diagnose(sub) -> None:
 
 # name -> (module, function that adds its parser, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "world": (".cli", "add_world", "render a sample grid"),
-    "judge": (".cli", "add_judge", "measure the judge"),
-    "train-vq": (".vq_train", "add_parser", "train the VQ tokenizer"),
-    "extract": (".token_cache", "add_parser", "tokenize a training set"),
-    "train-clip": (".clip_train", "add_parser", "train the tiny CLIP"),
-    "train": (".training.stages", "add_parser", "train the transformer"),
-    "gate": (".training.gates", "add_parser", "train and judge a gate"),
-    "edit": (".editing_cli", "add_parser", "inpaint/outpaint/img2img"),
-    "generate": (".generate_cli", "add_parser", "text to image"),
-    "eval": (".cli", "add_eval", "measure the shipped model"),
-    "bench": (".cli", "add_bench", "benchmarks"),
-    "diagnose": (".cli", "add_diagnose", "probe a checkpoint"),
+    "world": (".main", "add_world", "render a sample grid"),
+    "judge": (".main", "add_judge", "measure the judge"),
+    "train-vq": ("..training.vq_train", "add_parser",
+                 "train the VQ tokenizer"),
+    "extract": ("..training.token_cache", "add_parser",
+                "tokenize a training set"),
+    "train-clip": ("..training.clip_train", "add_parser",
+                   "train the tiny CLIP"),
+    "train": ("..training.stages", "add_parser", "train the transformer"),
+    "gate": ("..training.gates", "add_parser", "train and judge a gate"),
+    "edit": (".edit", "add_parser", "inpaint/outpaint/img2img"),
+    "generate": (".generate", "add_parser", "text to image"),
+    "eval": (".main", "add_eval", "measure the shipped model"),
+    "bench": (".main", "add_bench", "benchmarks"),
+    "diagnose": (".main", "add_diagnose", "probe a checkpoint"),
 }
 
 

@@ -4,7 +4,7 @@ Measures how many images per second the transformer trains (forward,
 masked-token cross-entropy as in MUSE / Meissonic, backward, AdamW step,
 bf16 autocast) and infers (one forward, as one MaskGIT decoding step) at
 the book's stage shapes. Prints numbers; asserts nothing. `generate`
-(latency, memory, masked vs autoregressive) lives in `bench_generate`.
+(latency, memory, masked vs autoregressive) lives in `bench.generate`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from .masking import mask_tokens
-from .transformer import MeissonicTransformer, TransformerConfig
-from .utils import (
+from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.masking import mask_tokens
+from ..utils import (
     autocast,
     autocast_helps,
     best_seconds,
@@ -106,7 +106,7 @@ def add_subcommands(sub) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
     t.set_defaults(func=_cmd_transformer)
-    from . import bench_generate
+    from . import generate as bench_generate
     bench_generate.add_parser(sub)     # generate: latency, memory, AR
 
 

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluation import (
-    detect,
-    geneval_lite,
-    load_geneval_prompts,
-    score_detections,
+from ..sampling.pipeline import (
+    DEFAULT_BLOB_NOISE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
 )
-from .pipeline import DEFAULT_BLOB_NOISE, DEFAULT_GUIDANCE, DEFAULT_STEPS
-from .world.quality import aesthetic_score
+from ..world.quality import aesthetic_score
+from .geneval import geneval_lite, load_geneval_prompts, score_detections
+from .judge import detect
 
 
 def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
@@ -221,8 +221,8 @@ def add_arguments(p) -> None:
 def run(a, command: str) -> None:
     """Measure the shipped pipeline (`a.what`) and print (and with --out
     save) JSON that records `command`."""
-    from .pipeline import MeissonicLitePipeline
-    from .utils import report_json
+    from ..sampling.pipeline import MeissonicLitePipeline
+    from ..utils import report_json
     steps = [int(s) for s in a.steps.split(",")]
     cfgs = [float(c) for c in a.cfg.split(",")]
     blobs = [float(c) for c in a.blob.split(",")]

@@ -28,16 +28,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import editing
-from .evaluation import detect, match_scene
-from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from .sampling import SamplerConfig
-from .utils import to_pil
-from .world import vocab
-from .world.captions import caption
-from .world.dataset import to_tensor
-from .world.render import render
-from .world.scene import Group, Obj, Scene, make_scene
+from ..editing import edits as editing
+from ..sampling.decode import SamplerConfig
+from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..utils import to_pil
+from ..world import vocab
+from ..world.captions import caption
+from ..world.dataset import to_tensor
+from ..world.render import render
+from ..world.scene import Group, Obj, Scene, make_scene
+from .judge import detect, match_scene
 
 TASKS = ("recolor", "add", "outpaint", "img2img")
 INPAINT_STYLE = ("recolor", "add", "outpaint")
@@ -256,7 +256,7 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
                          f"{editing.REMASK}, got {strength}, {remask!r}")
     editing._check_canvas(pipe, size, size, "size")
     if clip == "auto":     # the base CLIP: not the model being judged
-        from .text import from_pretrained
+        from ..models.text import from_pretrained
         try:
             clip = from_pretrained()
         except (FileNotFoundError, RuntimeError):
@@ -341,8 +341,8 @@ def run(a, command: str) -> None:
     import json
     from pathlib import Path
 
-    from .pipeline import MeissonicLitePipeline
-    from .utils import atomic_write_bytes
+    from ..sampling.pipeline import MeissonicLitePipeline
+    from ..utils import atomic_write_bytes
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     t0 = time.perf_counter()
     rep = edit_benchmark(pipe, a.n, a.seed, 128, tuple(a.tasks.split(",")),

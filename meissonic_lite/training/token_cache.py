@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .utils import atomic_write_bytes, autocast
-from .vq import VQModel, from_pretrained
-from .world.dataset import make_example
+from ..models.vq import VQModel, from_pretrained
+from ..utils import atomic_write_bytes, autocast
+from ..world.dataset import make_example
 
 FORMAT = 2
 STAGE_GRID = {1: 8, 2: 16, 3: 32, 4: 32}    # token grid side per stage
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REBUILD = "meissonic-lite extract --stage {stage} --out {out}"
 
 

@@ -30,15 +30,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .masking import mask_rate_level, mask_ratio
-from .pipeline import (
+from ..sampling.decode import SamplerConfig, cfg_mix, decode
+from ..sampling.masking import mask_rate_level, mask_ratio
+from ..sampling.pipeline import (
     DEFAULT_BLOB_NOISE,
     DEFAULT_GUIDANCE,
     DEFAULT_GUIDANCE_SCHEDULE,
     DEFAULT_STEPS,
 )
-from .sampling import SamplerConfig, cfg_mix, decode
-from .utils import to_pil
+from ..utils import to_pil
 
 RULES = ("any", "fraction", "official")
 REMASK = ("random", "confidence")

@@ -23,8 +23,8 @@ import sys
 import torch
 from PIL import Image, ImageDraw
 
-from . import editing
-from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from . import edits as editing
 
 BOX_COLOR = (255, 0, 255)
 

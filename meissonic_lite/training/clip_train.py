@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .text import (
+from ..models.text import (
     WEIGHTS,
     TextEncoder,
     TextEncoderConfig,
@@ -37,17 +37,17 @@ from .text import (
     from_pretrained,
     save,
 )
-from .utils import (
+from ..utils import (
     atomic_torch_save,
     atomic_write_bytes,
     autocast,
     set_seed,
     warmup_cosine,
 )
-from .world import vocab
-from .world.captions import caption
-from .world.dataset import make_example, to_tensor
-from .world.scene import Scene
+from ..world import vocab
+from ..world.captions import caption
+from ..world.dataset import make_example, to_tensor
+from ..world.scene import Scene
 
 OPPOSITE = {"left of": "right of", "right of": "left of",
             "above": "below", "below": "above"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..masking import mask_rate_level
+from ..sampling.masking import mask_rate_level
 from ..world.dataset import ShapesDataset, to_tensor
 
 
@@ -98,7 +98,7 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     """
     import numpy as np
 
-    from ..clip_train import change_kind
+    from ..training.clip_train import change_kind
     from ..world.captions import caption
     if not 0 < rate <= 1:
         raise ValueError(f"mask rate must lie in (0, 1], got {rate}")
@@ -211,8 +211,8 @@ def load_model(path):
     step too) or a safetensors file (step None), in eval mode."""
     from pathlib import Path
 
-    from ..pretrained import load_transformer, transformer_from_config
-    from .checkpoint import load_checkpoint
+    from ..models.pretrained import load_transformer, transformer_from_config
+    from ..training.checkpoint import load_checkpoint
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_transformer(path), None
@@ -240,7 +240,7 @@ def add_arguments(p) -> None:
 def run(a, command: str) -> None:
     """Run one probe on a checkpoint and print (and with --out save) JSON
     that records `command`, so a stored figure says how it was made."""
-    from .. import text, vq
+    from ..models import text, vq
     from ..utils import report_json
     torch.set_num_threads(2)
     model, step = load_model(a.checkpoint)
