@@ -139,6 +139,20 @@ def test_package_never_imports_the_book():
             assert not any(n.split(".")[0] == "book" for n in names), p
 
 
+
+def test_only_the_command_line_parses_arguments():
+    """argparse lives in cli/; the library takes plain arguments or
+    config dataclasses."""
+    for name, path in _modules().items():
+        if name == "cli" or name.startswith("cli."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names]
+                     if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [])
+            assert "argparse" not in {n.split(".")[0] for n in names}, name
+
 def test_public_api_imports():
     from meissonic_lite import (  # noqa: F401
         MeissonicLitePipeline,

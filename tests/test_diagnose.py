@@ -128,7 +128,7 @@ def test_hidden_object_fill_tells_a_drawer_from_a_background_painter():
 def test_probe_cli_records_its_command(tmp_path):
     import json
 
-    from meissonic_lite.evaluation.diagnose import main
+    from meissonic_lite.cli import main
     from meissonic_lite.models.pretrained import save_transformer
     from meissonic_lite.models.transformer import (
         MeissonicTransformer,
@@ -142,12 +142,12 @@ def test_probe_cli_records_its_command(tmp_path):
                                    pooled_dim=128, compress=True)
     save_transformer(MeissonicTransformer(cfg), tmp_path / "m.safetensors")
     out = tmp_path / "d.json"
-    main(["fill", str(tmp_path / "m.safetensors"), "--n", "2",
+    main(["diagnose", "fill", str(tmp_path / "m.safetensors"), "--n", "2",
           "--out", str(out)])
     rec = json.loads(out.read_text())
     assert rec["probe"] == "fill" and rec["step"] is None
     assert rec["command"].startswith(
-        "python -m meissonic_lite.training.diagnose fill")
+        "meissonic-lite diagnose fill")
     assert set(rec["result"]["region"]) == {
         "object_right", "called_background", "p_background"}
 

@@ -197,12 +197,12 @@ def test_decoder_losses():
 
 
 def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
-    from meissonic_lite.training.vq_train import main
+    from meissonic_lite.cli import main
     src = tmp_path / "base.safetensors"
     save_weights(tiny, src, dtype=torch.float32)
     out = tmp_path / "ft.safetensors"
-    main(["--out", str(tmp_path / "run"), "--steps", "3", "--batch", "2",
-          "--pool", "3", "--crop", "64", "--p-clean", "1.0",
+    main(["train-vq", "--out", str(tmp_path / "run"), "--steps", "3",
+          "--batch", "2", "--pool", "3", "--crop", "64", "--p-clean", "1.0",
           "--finetune-decoder", str(src), "--decoder-loss", "mse",
           "--lr", "1e-2", "--eval-every", "100", "--export",
           "--weights", str(out), "--final-n", "2", "--final-judge", "2",

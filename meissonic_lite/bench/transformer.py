@@ -3,13 +3,12 @@
 Measures how many images per second the transformer trains (forward,
 masked-token cross-entropy as in MUSE / Meissonic, backward, AdamW step,
 bf16 autocast) and infers (one forward, as one MaskGIT decoding step) at
-the book's stage shapes. Prints numbers; asserts nothing. `generate`
-(latency, memory, masked vs autoregressive) lives in `bench.generate`.
+the book's stage shapes. Returns numbers (the command prints them) and
+asserts nothing. `generate` (latency, memory, masked vs autoregressive)
+lives in `bench.generate`.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,6 @@ from ..models.transformer import MeissonicTransformer, TransformerConfig
 from ..sampling.masking import mask_tokens
 from ..utils import (
     autocast,
-    autocast_helps,
     best_seconds,
     pick_device,
     set_seed,
@@ -70,54 +68,3 @@ def bench_transformer(cfg: TransformerConfig, batch: int = 32,
     t_inf = best_seconds(infer_step, iters, dev, warmup)
     return {"params": sum(p.numel() for p in model.parameters()),
             "train_img_s": batch / t_train, "infer_img_s": batch / t_inf}
-
-
-def _cmd_transformer(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads) if args.threads else None
-    base = TransformerConfig.preset(args.preset)
-    stages = [("stage 2", 16, False), ("stage 3", 32, True)]
-    mixed = not args.fp32 and autocast_helps(pick_device(args.device))
-    why = "" if mixed or args.fp32 else " (no native bf16 here)"
-    print(f"preset {args.preset}: width {base.dim}, dual {base.num_dual}, "
-          f"single {base.num_single}, batch {args.batch}, text "
-          f"{args.text_len} tokens, bf16 autocast {mixed}{why}, "
-          f"threads {torch.get_num_threads()}")
-    for name, grid, comp in stages:
-        cfg = TransformerConfig.preset(args.preset, compress=comp)
-        r = bench_transformer(cfg, args.batch, grid, args.text_len,
-                              args.iters, args.warmup, not args.fp32,
-                              args.device)
-        inside = grid // 2 if comp else grid
-        print(f"{name}: {grid}x{grid} tokens ({inside}x{inside} inside), "
-              f"{r['params'] / 1e6:.2f} M params: train "
-              f"{r['train_img_s']:.1f} img/s, infer "
-              f"{r['infer_img_s']:.1f} img/s")
-
-
-def add_subcommands(sub) -> None:
-    """`transformer` and `generate` under `meissonic-lite bench`."""
-    t = sub.add_parser("transformer", help="train/infer images per second")
-    t.add_argument("--preset", default="lite")
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--text-len", type=int, default=32)
-    t.add_argument("--iters", type=int, default=5)
-    t.add_argument("--warmup", type=int, default=2)
-    t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=0)
-    t.set_defaults(func=_cmd_transformer)
-    from . import generate as bench_generate
-    bench_generate.add_parser(sub)     # generate: latency, memory, AR
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.bench transformer|generate`: the same as
-    `meissonic-lite bench ...` (kept as an alias)."""
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.bench")
-    add_subcommands(p.add_subparsers(dest="cmd", required=True))
-    args = p.parse_args(argv)
-    args.func(args)
-
-
-if __name__ == "__main__":
-    main()

@@ -94,7 +94,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
     """Run one edit and save the result."""
     import torch
 
-    from ..editing import edits as editing
+    from .. import editing
     kw = _check_args(args)
     image = _open(args.image, "image")
     if image.mode in ("P", "LA", "1"):         # palette PNGs etc.

@@ -322,50 +322,18 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     return report
 
 
-def add_arguments(p) -> None:
-    """The edit benchmark's options."""
-    p.add_argument("--n", type=int, default=40, help="edits per task")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--cfg", type=float, default=DEFAULT_GUIDANCE)
-    p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--remask", default="confidence",
-                   choices=editing.REMASK)
-    p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--out", default=None, help="write the JSON here")
-
-
-def run(a, command: str) -> None:
-    """Run the edit benchmark on the shipped pipeline; print (and with
-    --out save) JSON that records `command`."""
-    import json
-    from pathlib import Path
-
+def run_benchmark(n: int = 40, seed: int = 0, tasks: tuple[str, ...] = TASKS,
+                  steps: int = DEFAULT_STEPS,
+                  guidance: float = DEFAULT_GUIDANCE, strength: float = 0.5,
+                  remask: str = "confidence", command: str = "") -> dict:
+    """The edit benchmark on the shipped pipeline at 128 px, as
+    `meissonic-lite eval edits` runs it: the report of `edit_benchmark`
+    with the `command` that made it and the wall time."""
     from ..sampling.pipeline import MeissonicLitePipeline
-    from ..utils import atomic_write_bytes
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     t0 = time.perf_counter()
-    rep = edit_benchmark(pipe, a.n, a.seed, 128, tuple(a.tasks.split(",")),
-                         a.steps, a.cfg, a.strength, a.remask,
-                         progress=True)
+    rep = edit_benchmark(pipe, n, seed, 128, tuple(tasks), steps, guidance,
+                         strength, remask, progress=True)
     rep["command"] = command
     rep["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(rep, indent=1, default=float)
-    print(text)
-    if a.out:
-        atomic_write_bytes(Path(a.out), (text + "\n").encode())
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.edit_eval --n 40 --out bench.json`: the
-    same as `meissonic-lite eval edits ...` (kept as an alias)."""
-    import argparse
-    import sys
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.edit_eval")
-    add_arguments(p)
-    run(p.parse_args(argv), "python -m meissonic_lite.edit_eval " + " ".join(
-        sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    main()
+    return rep

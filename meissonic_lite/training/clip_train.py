@@ -18,7 +18,6 @@ attribute-binding measurements.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -52,6 +51,44 @@ from ..world.scene import Scene
 OPPOSITE = {"left of": "right of", "right of": "left of",
             "above": "below", "below": "above"}
 EVAL_SEED = 777_000          # held-out world stream (training uses 1000)
+
+
+@dataclasses.dataclass
+class ClipTrainConfig:
+    """One train-clip run (the `meissonic-lite train-clip` options, with
+    the same names and defaults)."""
+
+    out: str = "runs/clip"         # run dir: checkpoint, log, data cache
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 5e-4
+    wd: float = 0.2
+    warmup: int = 200
+    width: int = 128               # text and vision width
+    embed_dim: int = 128           # pooled width E
+    layers: int = 4                # text layers
+    vision_layers: int = 4
+    context: int = 77
+    size: int = 64                 # image pixels
+    n_images: int = 40000
+    world_seed: int = 1000
+    seed: int = 0
+    eval_every: int = 500
+    ckpt_every: int = 250
+    eval_pairs: int = 1000         # final held-out pairs
+    eval_probes: int = 300         # final binding probes per swap kind
+    bf16: bool = True
+    mirror_negatives: bool = True  # mirrored relation images as negatives
+    mirror_positives: bool = False  # ... and as positive pairs
+    aux: float = 0.0               # weight of the auxiliary heads (0: off)
+    aux_kinds: float = 0.0         # with aux: weight of the kind heads
+    kind_negatives: float = 0.0    # share of hard negatives changing a kind
+    init_from: str = ""            # start from these CLIP weights
+    pos_scale: float = 1.0         # scale the image position table at start
+    resume: bool = False           # continue from out/ckpt.pt
+    stop_at: int = 0               # checkpoint and stop at this step
+    ship: bool = False             # write the package's weights + manifest
+    command: str = ""              # the command line, for the manifest
 
 
 # -- hard negatives: one attribute changed, everything else identical -------
@@ -379,11 +416,11 @@ def batch_captions(scenes: list[Scene], idx: torch.Tensor, seed: int,
     return batch_pairs(scenes, idx, seed, step)[:2]
 
 
-def _lr(step: int, args) -> float:
-    return args.lr * warmup_cosine(step, args.steps, args.warmup, floor=0.0)
+def _lr(step: int, cfg: ClipTrainConfig) -> float:
+    return cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup, floor=0.0)
 
 
-def _optimizer(clip, args, aux: AuxHeads | None = None
+def _optimizer(clip, cfg: ClipTrainConfig, aux: AuxHeads | None = None
                ) -> torch.optim.Optimizer:
     # No decay on gains, biases, the scale and the token table: rows of
     # tokens our captions never use must stay exactly at their init.
@@ -394,21 +431,22 @@ def _optimizer(clip, args, aux: AuxHeads | None = None
     if aux is not None:
         keep += list(aux.parameters())
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.wd},
+        [{"params": decay, "weight_decay": cfg.wd},
          {"params": keep, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def _data(args, out: Path) -> tuple[torch.Tensor, list[Scene]]:
+def _data(cfg: ClipTrainConfig, out: Path
+          ) -> tuple[torch.Tensor, list[Scene]]:
     cache = out / "data.pt"
     if cache.is_file():
         d = torch.load(cache, weights_only=False)
-        if d["key"] == [args.world_seed, args.n_images, args.size]:
+        if d["key"] == [cfg.world_seed, cfg.n_images, cfg.size]:
             return d["images"], d["scenes"]
-    imgs, scenes = make_images(args.world_seed, args.n_images, args.size,
+    imgs, scenes = make_images(cfg.world_seed, cfg.n_images, cfg.size,
                                progress=True)
-    atomic_torch_save(cache, {"key": [args.world_seed, args.n_images,
-                                      args.size],
+    atomic_torch_save(cache, {"key": [cfg.world_seed, cfg.n_images,
+                                      cfg.size],
                               "images": imgs, "scenes": scenes})
     return imgs, scenes
 
@@ -430,9 +468,9 @@ def _init_from(enc: TextEncoder, cfg: TextEncoderConfig, path: Path
     return {}
 
 
-def _previous_command(args) -> list[str]:
+def _previous_command(cfg: ClipTrainConfig) -> list[str]:
     """The command of the run we resume, from its manifest if any."""
-    path = (WEIGHTS if args.ship else Path(args.out) / "x").with_name(
+    path = (WEIGHTS if cfg.ship else Path(cfg.out) / "x").with_name(
         "clip.json")
     if path.is_file():
         return [json.loads(path.read_text())["command"]]
@@ -447,56 +485,57 @@ def _truncate_log(path: Path, step: int) -> None:
         atomic_write_bytes(path, "".join(k + "\n" for k in keep).encode())
 
 
-def train(args: argparse.Namespace) -> dict:
-    """The training run behind `meissonic-lite train-clip`."""
+def train(cfg: ClipTrainConfig) -> dict:
+    """The training run behind `meissonic-lite train-clip`: the manifest,
+    or {"stopped_at": step} after `stop_at`."""
     from tqdm.auto import tqdm
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    set_seed(args.seed)
-    cfg = TextEncoderConfig(
-        embed_dim=args.embed_dim, text_width=args.width,
-        text_layers=args.layers, text_heads=args.width // 32,
-        context_length=args.context, image_size=args.size,
-        vision_width=args.width, vision_layers=args.vision_layers,
-        init_seed=args.seed)
-    enc = TextEncoder(build_clip(cfg), cfg, trainable=True)
-    aux = AuxHeads(cfg.embed_dim, args.aux_kinds) if args.aux > 0 else None
-    opt = _optimizer(enc.clip, args, aux)
+    set_seed(cfg.seed)
+    enc_cfg = TextEncoderConfig(
+        embed_dim=cfg.embed_dim, text_width=cfg.width,
+        text_layers=cfg.layers, text_heads=cfg.width // 32,
+        context_length=cfg.context, image_size=cfg.size,
+        vision_width=cfg.width, vision_layers=cfg.vision_layers,
+        init_seed=cfg.seed)
+    enc = TextEncoder(build_clip(enc_cfg), enc_cfg, trainable=True)
+    aux = AuxHeads(enc_cfg.embed_dim, cfg.aux_kinds) if cfg.aux > 0 else None
+    opt = _optimizer(enc.clip, cfg, aux)
     step, wall, ckpt = 0, 0.0, out / "ckpt.pt"
-    args.history, args.base = [], None      # base: the --init-from run
-    if args.resume and ckpt.is_file():
+    history, base = [], None      # base: the manifest of init_from's run
+    if cfg.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
         enc.clip.load_state_dict(st["model"])
         if aux is not None:
             aux.load_state_dict(st["aux"])
         opt.load_state_dict(st["opt"])
         step, wall = st["step"], st["wall"]
-        args.history = st.get("commands") or _previous_command(args)
-        args.base = st.get("base")
+        history = st.get("commands") or _previous_command(cfg)
+        base = st.get("base")
         _truncate_log(out / "log.jsonl", step)
-    elif not args.resume:
+    elif not cfg.resume:
         (out / "log.jsonl").unlink(missing_ok=True)
-        if args.init_from:
-            base = _init_from(enc, cfg, Path(args.init_from))
-            args.base = {k: base[k] for k in ("command", "steps",
-                         "wall_time_s", "final_metrics", "curve", "evals",
-                         "init") if k in base}     # "init": its own source
-            args.history = [base["command"]] if base else []
+        if cfg.init_from:
+            made = _init_from(enc, enc_cfg, Path(cfg.init_from))
+            base = {k: made[k] for k in ("command", "steps",
+                    "wall_time_s", "final_metrics", "curve", "evals",
+                    "init") if k in made}          # "init": its own source
+            history = [made["command"]] if made else []
         with torch.no_grad():       # see --pos-scale
-            enc.clip.visual.positional_embedding.mul_(args.pos_scale)
-    images, scenes = _data(args, out)
-    bar = tqdm(total=args.steps, initial=step, desc="train-clip")
+            enc.clip.visual.positional_embedding.mul_(cfg.pos_scale)
+    images, scenes = _data(cfg, out)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train-clip")
     t0 = time.time() - wall
-    stop = min(args.steps, args.stop_at or args.steps)
+    stop = min(cfg.steps, cfg.stop_at or cfg.steps)
     while step < stop:
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        idx = torch.randint(len(scenes), (args.batch,), generator=g)
-        pos, neg, false = batch_pairs(scenes, idx, args.seed, step,
-                                      args.kind_negatives)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(len(scenes), (cfg.batch,), generator=g)
+        pos, neg, false = batch_pairs(scenes, idx, cfg.seed, step,
+                                      cfg.kind_negatives)
         x = images[idx].float() / 255                    # (B, 3, S, S)
         batch = [scenes[i] for i in idx]
-        if args.mirror_positives:
-            mx, mp, mn = mirror_pairs(x, batch, args.seed, step)
+        if cfg.mirror_positives:
+            mx, mp, mn = mirror_pairs(x, batch, cfg.seed, step)
             x, pos, neg = torch.cat([x, mx]), pos + mp, neg + mn
             kept = [s for s in batch if s.relation is not None
                     and all(g.kind in vocab.SHAPES for g in s.groups)]
@@ -505,10 +544,10 @@ def train(args: argparse.Namespace) -> dict:
         B = len(pos)
         ids = enc.tokenize(pos + neg)
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, args)
-        if args.mirror_negatives:
+            grp["lr"] = _lr(step, cfg)
+        if cfg.mirror_negatives:
             x = torch.cat([x, mirrored(x, batch)])
-        with autocast(torch.device("cpu"), args.bf16):
+        with autocast(torch.device("cpu"), cfg.bf16):
             im = enc.encode_image(x).float()
             tx = enc.text_forward(ids, trim=True)[1].float()
             scale = enc.clip.logit_scale.exp().clamp(max=100)
@@ -518,7 +557,7 @@ def train(args: argparse.Namespace) -> dict:
                                     im[:B], color_layout(batch),
                                     kind_presence(batch + false),
                                     kind_presence(batch))
-                loss = loss + args.aux * aux_loss
+                loss = loss + cfg.aux * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -526,64 +565,65 @@ def train(args: argparse.Namespace) -> dict:
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}")
         rec = {"step": step, "loss": round(loss.item(), 4),
-               "lr": _lr(step - 1, args), "scale": round(scale.item(), 2),
+               "lr": _lr(step - 1, cfg), "scale": round(scale.item(), 2),
                "time_s": round(time.time() - t0, 1)}
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % cfg.eval_every == 0 or step == cfg.steps:
             enc.set_trainable(False)
-            rec.update(evaluate(enc, n_pairs=args.eval_pairs // 5,
-                                n_probe=args.eval_probes // 3))
+            rec.update(evaluate(enc, n_pairs=cfg.eval_pairs // 5,
+                                n_probe=cfg.eval_probes // 3))
             enc.set_trainable(True)
             tqdm.write(json.dumps(rec))
         if step % 10 == 0 or "t2i_top1" in rec:
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(rec) + "\n")
-        if step % args.ckpt_every == 0 or step in (args.steps, stop):
+        if step % cfg.ckpt_every == 0 or step in (cfg.steps, stop):
             atomic_torch_save(ckpt, {
                 "model": enc.clip.state_dict(),
                 "aux": aux.state_dict() if aux else None,
                 "opt": opt.state_dict(), "step": step,
                 "wall": time.time() - t0,
-                "commands": args.history + [args.command_line],
-                "base": args.base})
+                "commands": history + [cfg.command],
+                "base": base})
     bar.close()
-    if step < args.steps:                    # --stop-at: resume later
+    if step < cfg.steps:                    # --stop-at: resume later
         return {"stopped_at": step}
     wall = time.time() - t0
-    return _finish(enc, cfg, args, out, wall)
+    return _finish(enc, enc_cfg, cfg, history, base, out, wall)
 
 
-def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
+def _finish(enc, enc_cfg, cfg: ClipTrainConfig, history: list[str],
+            base: dict | None, out: Path, wall: float) -> dict:
     """Save fp16 weights, re-measure them as shipped, write the manifest."""
-    path = WEIGHTS if args.ship else out / "clip.safetensors"
-    save(enc.clip, cfg, path)
+    path = WEIGHTS if cfg.ship else out / "clip.safetensors"
+    save(enc.clip, enc_cfg, path)
     shipped = from_pretrained(path)
-    metrics = evaluate(shipped, n_pairs=args.eval_pairs,
-                       n_probe=args.eval_probes)
+    metrics = evaluate(shipped, n_pairs=cfg.eval_pairs,
+                       n_probe=cfg.eval_probes)
     curve = [json.loads(x) for x in
              (out / "log.jsonl").read_text().splitlines()]
     manifest = {
-        "command": " && ".join(args.history + [args.command_line]),
-        "config": dataclasses.asdict(cfg),
-        "seed": args.seed,
-        "data": {"world_seed": args.world_seed, "n_images": args.n_images,
-                 "size": args.size, "captions": "mixed short/long, fresh "
+        "command": " && ".join(history + [cfg.command]),
+        "config": dataclasses.asdict(enc_cfg),
+        "seed": cfg.seed,
+        "data": {"world_seed": cfg.world_seed, "n_images": cfg.n_images,
+                 "size": cfg.size, "captions": "mixed short/long, fresh "
                  "per step, + 1 hard-negative caption per image",
-                 "mirror_negatives": args.mirror_negatives,
-                 "mirror_positives": args.mirror_positives,
-                 "aux_weight": args.aux, "pos_scale": args.pos_scale,
-                 "aux_kinds_weight": args.aux_kinds,
-                 "kind_negatives": args.kind_negatives,
-                 "init_from": args.init_from or None,
+                 "mirror_negatives": cfg.mirror_negatives,
+                 "mirror_positives": cfg.mirror_positives,
+                 "aux_weight": cfg.aux, "pos_scale": cfg.pos_scale,
+                 "aux_kinds_weight": cfg.aux_kinds,
+                 "kind_negatives": cfg.kind_negatives,
+                 "init_from": cfg.init_from or None,
                  "heldout": f"world seed {EVAL_SEED} (pairs) and "
                  f"{EVAL_SEED + 1} (binding probes)"},
-        "steps": args.steps, "batch": args.batch, "lr": args.lr,
+        "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
         "wall_time_s": round(wall, 1),
         "params": sum(p.numel() for p in enc.clip.parameters()),
         "final_metrics": metrics,
         "curve": [{k: r[k] for k in ("step", "loss", "scale")}
                   for r in curve if r["step"] % 50 == 0],
         "evals": [r for r in curve if "t2i_top1" in r],
-        "init": args.base,                     # the run we started from
+        "init": base,                          # the run we started from
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "dtype": "float16",
@@ -592,73 +632,3 @@ def _finish(enc, cfg, args, out: Path, wall: float) -> dict:
                        (json.dumps(manifest, indent=1) + "\n").encode())
     print(json.dumps(metrics))
     return manifest
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register the `train-clip` subcommand on an argparse subparsers."""
-    p = sub.add_parser("train-clip", help="train the tiny CLIP text "
-                       "encoder on the Shapes world")
-    a = p.add_argument
-    a("--out", default="runs/clip", help="run dir (ckpt, log, data)")
-    a("--steps", type=int, default=3000)
-    a("--batch", type=int, default=64)
-    a("--lr", type=float, default=5e-4)
-    a("--wd", type=float, default=0.2)
-    a("--warmup", type=int, default=200)
-    a("--width", type=int, default=128, help="text and vision width")
-    a("--embed-dim", type=int, default=128, help="pooled width E")
-    a("--layers", type=int, default=4, help="text layers")
-    a("--vision-layers", type=int, default=4)
-    a("--context", type=int, default=77)
-    a("--size", type=int, default=64, help="image pixels")
-    a("--n-images", type=int, default=40000)
-    a("--world-seed", type=int, default=1000)
-    a("--seed", type=int, default=0)
-    a("--eval-every", type=int, default=500)
-    a("--ckpt-every", type=int, default=250)
-    a("--eval-pairs", type=int, default=1000, help="final held-out pairs")
-    a("--eval-probes", type=int, default=300,
-      help="final binding probes per swap kind")
-    a("--no-bf16", dest="bf16", action="store_false")
-    a("--no-mirror-negatives", dest="mirror_negatives",
-      action="store_false", help="no mirrored relation images")
-    a("--mirror-positives", action="store_true",
-      help="also add mirrored relation scenes as positive pairs")
-    a("--aux", type=float, default=0.0,
-      help="weight of the auxiliary relation/colour-layout heads (0: off)")
-    a("--aux-kinds", type=float, default=0.0,
-      help="with --aux: weight of two more heads naming the kinds in a "
-      "caption and in an image (0: off)")
-    a("--kind-negatives", type=float, default=0.0,
-      help="share of hard negatives that change one group's kind "
-      "(circle -> star) instead of a colour or the relation")
-    a("--init-from", default="",
-      help="start from these CLIP weights (.safetensors), fresh optimizer")
-    a("--pos-scale", type=float, default=1.0,
-      help="multiply the image tower's position embedding at the start: "
-      "open_clip draws it at width^-0.5 (norm ~1) while a flat-colour "
-      "patch embeds at norm ~8, so position starts as a faint signal")
-    a("--resume", action="store_true", help="continue from --out/ckpt.pt")
-    a("--stop-at", type=int, default=0,
-      help="checkpoint and stop at this step (keeps the lr schedule)")
-    a("--ship", action="store_true",
-      help=f"write the package's weights ({WEIGHTS.name} + manifest)")
-    p.set_defaults(func=_cmd)
-    return p
-
-
-def _cmd(args: argparse.Namespace) -> None:
-    import sys
-    argv = sys.argv[1:]
-    if argv[:1] == ["train-clip"]:
-        argv = argv[1:]
-    args.command_line = " ".join(["meissonic-lite train-clip", *argv])
-    train(args)
-
-
-if __name__ == "__main__":
-    _p = argparse.ArgumentParser(prog="python -m meissonic_lite.clip_train")
-    _sub = _p.add_subparsers(dest="command", required=True)
-    add_parser(_sub)
-    _args = _p.parse_args(["train-clip"] + __import__("sys").argv[1:])
-    _args.func(_args)

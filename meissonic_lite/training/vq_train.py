@@ -1,23 +1,24 @@
 """Train the VQ tokenizer on Shapes-world renders; measure and ship it
 (chapter 2).
 
-`python -m meissonic_lite.vq_train --out runs/vq --export` (later
-`meissonic-lite train-vq ...`): renders a fixed pool of training images at
-every ladder size (seeded, cached in the run dir), trains on random crops
-with MSE + commitment loss under bf16 autocast, logs JSONL, checkpoints
-atomically (resume with --resume), and with --export writes the fp16
-weights and the vq.json manifest after re-measuring every quality bar.
+`meissonic-lite train-vq --out runs/vq --export` fills a `VQTrainConfig`
+and calls `run`: it renders a fixed pool of training images at every
+ladder size (seeded, cached in the run dir), trains on random crops with
+MSE + commitment loss under bf16 autocast, logs JSONL, checkpoints
+atomically (resume with `resume=True`), and with `export=True` writes the
+fp16 weights and the vq.json manifest after re-measuring every quality
+bar.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import platform
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +51,42 @@ TRAIN_SEED, EVAL_SEED = 1000, 2000
 def ladder(factor: int) -> tuple[int, ...]:
     """Pixel sizes of the resolution ladder for a downsampling factor."""
     return tuple(g * factor for g in GRIDS)
+
+
+@dataclass
+class VQTrainConfig:
+    """One train-vq run (the `meissonic-lite train-vq` options, with the
+    same names and defaults)."""
+
+    out: str = "runs/vq"           # run dir: checkpoint, log, render pool
+    steps: int = 6000
+    batch: int = 64
+    crop: int = 0                  # training crop px (0: smallest ladder)
+    lr: float = 2e-3
+    factor: int = 4
+    num_codes: int = 512
+    code_dim: int = 16
+    channels: str = "32,64,64"
+    encoder: str = "patch"         # "patch" (token = its own f x f px)
+    #                                or "conv" (VQGAN-like)
+    pool: int = 4000               # training renders per ladder size
+    p_clean: float = 0.5           # share of clean renders
+    seed: int = 0
+    bf16: bool = True              # bf16 autocast in training
+    resume: bool = False
+    log_every: int = 50
+    eval_every: int = 500
+    ckpt_every: int = 500
+    export: bool = False           # write weights + manifest after training
+    weights: str = str(DEFAULT_WEIGHTS)
+    fp16: bool = True              # ship fp16 weights (False: fp32)
+    final_n: int = 200
+    final_judge: int = 500
+    final_usage: int = 2000
+    finetune_decoder: str | None = None   # start from these weights and
+    #                                       train only the decoder
+    decoder_loss: str = "sharp"    # one of DECODER_LOSSES
+    command: str = ""              # the command line, for the manifest
 
 
 # ---- data ---------------------------------------------------------------
@@ -198,23 +235,6 @@ def _lr(step: int, total: int, base: float, warm: int = 200) -> float:
     return base * warmup_cosine(step, total, warm, floor=0.1)
 
 
-def _command(args: dict) -> str:
-    """The CLI line of a run, rebuilt from its parsed arguments."""
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    defaults = vars(p.parse_args([]))
-    parts = ["meissonic-lite", "train-vq"]
-    for k, v in args.items():
-        if k not in defaults or v == defaults[k]:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            parts.append({"bf16": "--no-bf16", "fp16": "--fp32"}.get(k, flag))
-        else:
-            parts += [flag, str(v)]
-    return " ".join(parts)
-
-
 def edge_l1(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """L1 between horizontal and vertical pixel differences: punishes
     rounded corners and soft edges, which MSE forgives."""
@@ -251,75 +271,76 @@ def frozen_tokens_forward(model: VQModel, x: torch.Tensor
     return (model.decoder(zq) + 1) / 2, idx
 
 
-def train(args: argparse.Namespace) -> VQModel:
-    """Train (or resume) a VQ model as `args` says; return it."""
-    out = Path(args.out)
+def train(cfg: VQTrainConfig) -> VQModel:
+    """Train (or resume) a VQ model as `cfg` says; return it."""
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    set_seed(args.seed)
+    set_seed(cfg.seed)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    finetune = bool(args.finetune_decoder)
+    finetune = bool(cfg.finetune_decoder)
     if finetune:                  # start from shipped weights, decoder only
-        model = from_pretrained(args.finetune_decoder)
-        cfg = model.config
+        model = from_pretrained(cfg.finetune_decoder)
+        mcfg = model.config
         model.encoder.requires_grad_(False)
         params = list(model.decoder.parameters())
     else:
-        cfg = VQConfig(factor=args.factor, num_codes=args.num_codes,
-                       code_dim=args.code_dim, channels=tuple(
-                           int(c) for c in args.channels.split(",")),
-                       encoder=args.encoder)
-        model = VQModel(cfg)
+        mcfg = VQConfig(factor=cfg.factor, num_codes=cfg.num_codes,
+                        code_dim=cfg.code_dim, channels=tuple(
+                            int(c) for c in cfg.channels.split(",")),
+                        encoder=cfg.encoder)
+        model = VQModel(mcfg)
         params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(args.seed)
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(cfg.seed)
     step, wall, history = 0, 0.0, []
     ckpt = out / "ckpt.pt"
-    if args.resume and ckpt.is_file():
+    if cfg.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])
         step, wall = st["step"], st["wall"]
-        history = st.get("history") or [_command(st["args"])]
+        history = st["history"]
         model.base_manifest = st.get("base")
         print(f"resumed from {ckpt} at step {step}")
     elif finetune:                   # the base model's own recipe first
-        man = Path(args.finetune_decoder).with_suffix(".json")
+        man = Path(cfg.finetune_decoder).with_suffix(".json")
         if man.is_file():
             base = json.loads(man.read_text())
             history = [base["command"]]
             model.base_manifest = base
-    history.append(_command(vars(args)))
+    if cfg.command:
+        history.append(cfg.command)
     pool_path = out / "pool.pt"
-    sizes = ladder(cfg.factor)
+    sizes = ladder(mcfg.factor)
     if pool_path.is_file():
         pools = torch.load(pool_path)
     else:
-        pools = [render_pool(args.pool, s, TRAIN_SEED, args.p_clean)
+        pools = [render_pool(cfg.pool, s, TRAIN_SEED, cfg.p_clean)
                  for s in sizes]
         atomic_torch_save(pool_path, pools)
-    crop = args.crop or sizes[0]
+    crop = cfg.crop or sizes[0]
     pools = [p for p in pools if p.shape[-1] >= crop]   # crops must fit
     val = held_out(64, sizes[1])
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 (closed below)
-    bar = tqdm(total=args.steps, initial=step, desc="train-vq")
+    bar = tqdm(total=cfg.steps, initial=step, desc="train-vq")
     model.train()
     if finetune:
         model.encoder.eval()
         model.quantizer.eval()            # no EMA updates: codes frozen
-    while step < args.steps:
+    while step < cfg.steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = _lr(step, args.steps, args.lr)
-        x = sample_crops(pools, args.batch, crop, gen)
-        with autocast(torch.device("cpu"), args.bf16):
+            g["lr"] = _lr(step, cfg.steps, cfg.lr)
+        x = sample_crops(pools, cfg.batch, crop, gen)
+        with autocast(torch.device("cpu"), cfg.bf16):
             if finetune:
                 rec, idx = frozen_tokens_forward(model, x)
             else:
                 rec, idx, vq_loss = model(x, gen)
         mse = F.mse_loss(rec.float(), x)
         if finetune:
-            loss = decoder_loss(rec.float(), x, args.decoder_loss)
+            loss = decoder_loss(rec.float(), x, cfg.decoder_loss)
         else:
             loss = mse + vq_loss
         opt.zero_grad(set_to_none=True)
@@ -328,8 +349,8 @@ def train(args: argparse.Namespace) -> VQModel:
         step += 1
         wall += time.perf_counter() - t0
         bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            used = torch.bincount(idx.flatten(), minlength=cfg.num_codes)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            used = torch.bincount(idx.flatten(), minlength=mcfg.num_codes)
             lv, mv = loss.item(), mse.item()
             rec_ = {"step": step, "loss": round(lv, 5),
                     "mse": round(mv, 6),
@@ -337,7 +358,7 @@ def train(args: argparse.Namespace) -> VQModel:
                     "codes_in_batch": int((used > 0).sum()),
                     "lr": round(opt.param_groups[0]["lr"], 6),
                     "wall_s": round(wall, 1)}
-            if step % args.eval_every == 0 or step == args.steps:
+            if step % cfg.eval_every == 0 or step == cfg.steps:
                 model.eval()
                 rec_["val_psnr"] = round(float(-10 * torch.log10(
                     (reconstruct(model, val) - val).pow(2).mean())), 3)
@@ -348,13 +369,13 @@ def train(args: argparse.Namespace) -> VQModel:
             log.flush()
             bar.set_postfix(psnr=rec_["psnr_batch"],
                             codes=rec_["codes_in_batch"])
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
             atomic_torch_save(ckpt, {"model": model.state_dict(),
                               "opt": opt.state_dict(),
                               "gen": gen.get_state(), "step": step,
-                              "wall": wall, "config": cfg.to_dict(),
+                              "wall": wall, "config": mcfg.to_dict(),
                               "base": getattr(model, "base_manifest", None),
-                              "args": vars(args), "history": history})
+                              "args": asdict(cfg), "history": history})
     bar.close()
     log.close()
     model.eval()
@@ -369,13 +390,13 @@ def _curve(log: Path) -> list[list[float]]:
     return [[r["step"], r["val_psnr"]] for r in rows if "val_psnr" in r]
 
 
-def export(model: VQModel, args: argparse.Namespace) -> dict:
+def export(model: VQModel, cfg: VQTrainConfig) -> dict:
     """Measure every bar on the fp16 weights; write them + the manifest."""
-    path = Path(args.weights)
-    save_weights(model, path, torch.float16 if args.fp16 else torch.float32)
+    path = Path(cfg.weights)
+    save_weights(model, path, torch.float16 if cfg.fp16 else torch.float32)
     shipped = from_pretrained(path)
-    metrics = final_metrics(shipped, args.final_n, args.final_judge,
-                            args.final_usage)
+    metrics = final_metrics(shipped, cfg.final_n, cfg.final_judge,
+                            cfg.final_usage)
     base = getattr(model, "base_manifest", None)
     steps, wall = model.train_steps, model.train_wall_s
     if base:                     # a decoder fine-tune of a shipped model
@@ -383,20 +404,20 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
     manifest = {
         "command": " && ".join(model.history),
         "config": model.config.to_dict(),
-        "seed": args.seed,
+        "seed": cfg.seed,
         "data": {"world_train_seed": TRAIN_SEED, "eval_seed": EVAL_SEED,
                  "sizes": list(ladder(model.config.factor)),
-                 "pool_per_size": args.pool, "p_clean": args.p_clean,
-                 "crop": args.crop or ladder(model.config.factor)[0],
-                 "batch": args.batch,
-                 "n_images_seen": model.train_steps * args.batch},
+                 "pool_per_size": cfg.pool, "p_clean": cfg.p_clean,
+                 "crop": cfg.crop or ladder(model.config.factor)[0],
+                 "batch": cfg.batch,
+                 "n_images_seen": model.train_steps * cfg.batch},
         "steps": steps,
         "wall_time_s": round(wall, 1),
         "final_metrics": metrics,
         "curve": base["curve"] if base else _curve(
-            Path(args.out) / "log.jsonl"),
+            Path(cfg.out) / "log.jsonl"),
         "params": model.num_params(),
-        "dtype": "float16" if args.fp16 else "float32",
+        "dtype": "float16" if cfg.fp16 else "float32",
         "sha256": shipped.weights_sha256,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "machine": platform.machine(),
@@ -406,12 +427,12 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
         manifest["data"] = dict(base["data"])
         manifest["data"]["n_images_seen"] += tuned["n_images_seen"]
         manifest["decoder_finetune"] = {
-            "steps": model.train_steps, "lr": args.lr,
+            "steps": model.train_steps, "lr": cfg.lr,
             "wall_time_s": round(model.train_wall_s, 1),
-            "loss": f"{DECODER_LOSSES[args.decoder_loss]} (decoder only; "
+            "loss": f"{DECODER_LOSSES[cfg.decoder_loss]} (decoder only; "
                     "encoder and codebook frozen, so tokens are unchanged)",
             "data": tuned,
-            "curve": _curve(Path(args.out) / "log.jsonl"),
+            "curve": _curve(Path(cfg.out) / "log.jsonl"),
             "base_final_metrics": base["final_metrics"],
             "base_sha256": base["sha256"]}
     atomic_write_bytes(path.with_suffix(".json"),
@@ -419,72 +440,10 @@ def export(model: VQModel, args: argparse.Namespace) -> dict:
     return manifest
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The train-vq options (shared by the CLI and `python -m`)."""
-    p.add_argument("--out", default="runs/vq", help="run dir (ckpt, log)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--crop", type=int, default=0,
-                   help="training crop px (0: the smallest ladder size)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--factor", type=int, default=4)
-    p.add_argument("--num-codes", type=int, default=512)
-    p.add_argument("--code-dim", type=int, default=16)
-    p.add_argument("--channels", default="32,64,64")
-    p.add_argument("--encoder", default="patch", choices=("patch", "conv"),
-                   help="patch: each token from its own f x f pixels only "
-                   "(the shipped kind); conv: VQGAN-like encoder (3x3 "
-                   "convs, GroupNorm)")
-    p.add_argument("--pool", type=int, default=4000,
-                   help="training renders per ladder size")
-    p.add_argument("--p-clean", type=float, default=0.5,
-                   help="share of clean renders (1.0: no degradations)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bf16", dest="bf16", action="store_false")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--export", action="store_true",
-                   help="write weights + manifest after training")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--fp32", dest="fp16", action="store_false",
-                   help="ship fp32 weights instead of fp16")
-    p.add_argument("--final-n", type=int, default=200)
-    p.add_argument("--final-judge", type=int, default=500)
-    p.add_argument("--final-usage", type=int, default=2000)
-    p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
-                   help="start from these VQ weights and train only the "
-                   "decoder (see --decoder-loss); tokens stay identical")
-    p.add_argument("--decoder-loss", default="sharp",
-                   choices=tuple(DECODER_LOSSES),
-                   help="decoder fine-tune loss: 'sharp' = MSE + L1 + edge "
-                   "L1, 'mse' = MSE only")
-
-
-def run(args: argparse.Namespace) -> None:
-    """Train, then (with --export) write and report the shipped model."""
-    model = train(args)
-    if args.export:
-        m = export(model, args)
+def run(cfg: VQTrainConfig) -> None:
+    """Train, then (with `export`) write and report the shipped model."""
+    model = train(cfg)
+    if cfg.export:
+        m = export(model, cfg)
         print(json.dumps(m["final_metrics"], indent=1))
-        print(f"wrote {args.weights} and its .json manifest")
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register the `train-vq` subcommand on an argparse subparsers."""
-    p = sub.add_parser("train-vq", help="train the VQ image tokenizer")
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.vq_train` = `meissonic-lite train-vq`."""
-    p = argparse.ArgumentParser(prog="meissonic_lite.vq_train")
-    add_arguments(p)
-    run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()
+        print(f"wrote {cfg.weights} and its .json manifest")
