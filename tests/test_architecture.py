@@ -139,7 +139,6 @@ def test_package_never_imports_the_book():
             assert not any(n.split(".")[0] == "book" for n in names), p
 
 
-
 def test_only_the_command_line_parses_arguments():
     """argparse lives in cli/; the library takes plain arguments or
     config dataclasses."""
@@ -152,6 +151,7 @@ def test_only_the_command_line_parses_arguments():
                      [node.module or ""] if isinstance(node, ast.ImportFrom)
                      else [])
             assert "argparse" not in {n.split(".")[0] for n in names}, name
+
 
 def test_public_api_imports():
     from meissonic_lite import (  # noqa: F401

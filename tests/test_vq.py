@@ -219,7 +219,7 @@ def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
 def test_patch_encoder_is_local_and_flat_patches_are_pure():
     # patch mode: a token depends on its own f x f pixels only, so every
     # flat patch of one colour gets one code, trained or not
-    from meissonic_lite.training.vq_train import flat_patch_purity
+    from meissonic_lite.training.vq_metrics import flat_patch_purity
     torch.manual_seed(0)
     m = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8),
                          encoder="patch")).eval()

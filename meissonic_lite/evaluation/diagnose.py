@@ -91,14 +91,14 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     not the image's most common code, the flat background) of n clean
     held-out images, with the
     true short caption, with the same caption naming another kind (one
-    group's circle -> square, A -> B: `clip_train.change_kind`), and with
+    group's circle -> square, A -> B: `clip_data.change_kind`), and with
     the empty prompt. A model that draws what it is told has
     `kind_gain` = CE(other kind) - CE(true) well above 0; one that ignores
     the kind word sits at 0 however much `text_gain` the colours give.
     """
     import numpy as np
 
-    from ..training.clip_train import change_kind
+    from ..training.clip_data import change_kind
     from ..world.captions import caption
     if not 0 < rate <= 1:
         raise ValueError(f"mask rate must lie in (0, 1], got {rate}")

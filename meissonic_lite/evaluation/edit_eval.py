@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..editing import edits as editing
+from ..editing import edits
 from ..sampling.decode import SamplerConfig
 from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from ..utils import to_pil
@@ -189,20 +189,20 @@ def judge_edit(task: EditTask, image: Image.Image) -> bool:
 # -- running a pipeline on the tasks ---------------------------------------
 def _run(pipe, task: EditTask, steps: int, guidance: float,
          generator: torch.Generator, strength: float, remask: str
-         ) -> editing.EditResult:
+         ) -> edits.EditResult:
     kw = {"num_inference_steps": steps, "guidance_scale": guidance,
           "generator": generator}
     if task.task in ("recolor", "add"):
-        return editing.inpaint(pipe, task.source, prompt=task.prompt,
+        return edits.inpaint(pipe, task.source, prompt=task.prompt,
                                box=task.box, **kw)
     if task.task == "outpaint":
-        return editing.outpaint(pipe, task.source, task.prompt,
+        return edits.outpaint(pipe, task.source, task.prompt,
                                 **task.extend, **kw)
-    return editing.img2img(pipe, task.source, task.prompt, strength,
+    return edits.img2img(pipe, task.source, task.prompt, strength,
                            remask, **kw)
 
 
-def _metrics(pipe, task: EditTask, res: editing.EditResult, clip) -> dict:
+def _metrics(pipe, task: EditTask, res: edits.EditResult, clip) -> dict:
     f = pipe.vq.config.factor
     edit = to_tensor(res.image)                              # (3, H, W)
     src = to_tensor(task.source)
@@ -251,10 +251,10 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     seconds of one text-to-image call at the same size and steps.
     """
     SamplerConfig(steps=steps, guidance_scale=guidance)      # validates
-    if not 0 <= strength <= 1 or remask not in editing.REMASK:
+    if not 0 <= strength <= 1 or remask not in edits.REMASK:
         raise ValueError(f"need strength in [0, 1] and remask in "
-                         f"{editing.REMASK}, got {strength}, {remask!r}")
-    editing._check_canvas(pipe, size, size, "size")
+                         f"{edits.REMASK}, got {strength}, {remask!r}")
+    edits.check_canvas(pipe, size, size, "size")
     if clip == "auto":     # the base CLIP: not the model being judged
         from ..models.text import from_pretrained
         try:
