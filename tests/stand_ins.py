@@ -2,9 +2,12 @@
 
 import torch
 
-from meissonic_lite.pipeline import MeissonicLitePipeline
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
-from meissonic_lite.vq import VQConfig, VQModel
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
+from meissonic_lite.models.vq import VQConfig, VQModel
+from meissonic_lite.sampling.pipeline import MeissonicLitePipeline
 
 
 def tiny_pipeline(text_encoder) -> MeissonicLitePipeline:

@@ -5,9 +5,9 @@ import pytest
 import torch
 from stand_ins import tiny_pipeline
 
-from meissonic_lite import bench_generate as bg
-from meissonic_lite.ar_baseline import ARConfig, CausalImageTransformer
-from meissonic_lite.transformer import TransformerConfig
+from meissonic_lite.bench import generate as bg
+from meissonic_lite.bench.ar_baseline import ARConfig, CausalImageTransformer
+from meissonic_lite.models.transformer import TransformerConfig
 
 
 class FakeText(torch.nn.Module):

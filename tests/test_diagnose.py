@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meissonic_lite.training.diagnose import (
+from meissonic_lite.evaluation.diagnose import (
     hidden_object_fill,
     masked_token_accuracy,
 )
@@ -87,7 +87,7 @@ class KindReader(Oracle):
 
 
 def test_prompt_use_measures_kind_and_text_gain_on_object_tokens():
-    from meissonic_lite.training.diagnose import prompt_use
+    from meissonic_lite.evaluation.diagnose import prompt_use
     vq, txt = FakeVQ(), RecordingText()
     r = prompt_use(KindReader(vq.grid), vq, txt, n=3, size=32)
     true, other, empty = txt.calls
@@ -128,13 +128,13 @@ def test_hidden_object_fill_tells_a_drawer_from_a_background_painter():
 def test_probe_cli_records_its_command(tmp_path):
     import json
 
-    from meissonic_lite.pretrained import save_transformer
-    from meissonic_lite.training.diagnose import main
-    from meissonic_lite.transformer import (
+    from meissonic_lite.cli import main
+    from meissonic_lite.models.pretrained import save_transformer
+    from meissonic_lite.models.transformer import (
         MeissonicTransformer,
         TransformerConfig,
     )
-    from meissonic_lite.vq import from_pretrained
+    from meissonic_lite.models.vq import from_pretrained
     torch.manual_seed(0)
     k = from_pretrained().config.num_codes      # fit the shipped VQ/CLIP
     cfg = TransformerConfig.preset("tiny", codebook_size=k,
@@ -142,12 +142,12 @@ def test_probe_cli_records_its_command(tmp_path):
                                    pooled_dim=128, compress=True)
     save_transformer(MeissonicTransformer(cfg), tmp_path / "m.safetensors")
     out = tmp_path / "d.json"
-    main(["fill", str(tmp_path / "m.safetensors"), "--n", "2",
+    main(["diagnose", "fill", str(tmp_path / "m.safetensors"), "--n", "2",
           "--out", str(out)])
     rec = json.loads(out.read_text())
     assert rec["probe"] == "fill" and rec["step"] is None
     assert rec["command"].startswith(
-        "python -m meissonic_lite.training.diagnose fill")
+        "meissonic-lite diagnose fill")
     assert set(rec["result"]["region"]) == {
         "object_right", "called_background", "p_background"}
 
@@ -157,7 +157,7 @@ def test_loss_split_separates_background_from_object_tokens():
     background and dear on the object; the probe must say so, exactly."""
     import math
 
-    from meissonic_lite.training.diagnose import loss_split
+    from meissonic_lite.evaluation.diagnose import loss_split
     vq = FakeVQ()
     background_only = Oracle(torch.ones_like(vq.grid))
     rows = loss_split(background_only, vq, FakeText(), n=2, size=32,

@@ -6,19 +6,23 @@ import pytest
 import torch
 from PIL import Image
 
-from meissonic_lite import editing, text
-from meissonic_lite import vq as vqmod
+from meissonic_lite import editing
 from meissonic_lite.cli import main
-from meissonic_lite.edit_eval import (
+from meissonic_lite.evaluation.edit_eval import (
     TASKS,
     edit_benchmark,
     judge_edit,
     make_edit_tasks,
 )
-from meissonic_lite.pipeline import MeissonicLitePipeline
-from meissonic_lite.pretrained import save_transformer
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
-from meissonic_lite.vq import VQConfig, VQModel
+from meissonic_lite.models import text
+from meissonic_lite.models import vq as vqmod
+from meissonic_lite.models.pretrained import save_transformer
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
+from meissonic_lite.models.vq import VQConfig, VQModel
+from meissonic_lite.sampling.pipeline import MeissonicLitePipeline
 from meissonic_lite.world import make_scene, render
 
 TINY_CLIP = text.TextEncoderConfig(

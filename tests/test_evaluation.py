@@ -156,7 +156,10 @@ def test_prompt_file_is_jsonl():
 
 
 def test_training_phrasing_and_colour_use_on_oracle_renders():
-    from meissonic_lite.t2i_eval import _colour_use, training_phrasing
+    from meissonic_lite.evaluation.t2i_eval import (
+        _colour_use,
+        training_phrasing,
+    )
     assert training_phrasing("a photo of a red star") == "a red star."
     items = [it for it in load_geneval_prompts()
              if it["tag"] in ("colors", "color_attr")][:20]
@@ -174,7 +177,10 @@ def test_prompt_floor_separates_prompt_following_from_chance():
     """True renders of their prompts score high against them and low
     against another prompt of the same category; a prompt-blind image set
     (one image for every prompt) scores the same on both."""
-    from meissonic_lite.t2i_eval import prompt_floor, shuffled_within_category
+    from meissonic_lite.evaluation.t2i_eval import (
+        prompt_floor,
+        shuffled_within_category,
+    )
     items = load_geneval_prompts()[::17][:24]
     perm = shuffled_within_category(items)
     assert sorted(perm) == list(range(len(items)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from meissonic_lite import vq as vq_mod
+from meissonic_lite.models import vq as vq_mod
 from meissonic_lite.training import gates
 from meissonic_lite.world import vocab
 from meissonic_lite.world.dataset import to_tensor
@@ -109,7 +109,7 @@ def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
 def test_clip_text_cut_keeps_the_causal_prefix():
     """The text tower is causal: the first 8 states of a G0 caption are
     the same whether 77 or 8 are kept, and so is the pooled embedding."""
-    from meissonic_lite import text
+    from meissonic_lite.models import text
     enc = text.from_pretrained()
     caps = [gates.g0_caption(k, c) for k, c in gates.g0_pairs()[:5]]
     full, short = gates.ClipText(enc), gates.ClipText(enc, length=8)

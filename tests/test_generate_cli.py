@@ -10,11 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from meissonic_lite import text, vq
 from meissonic_lite.cli import main
-from meissonic_lite.generate_cli import PACKAGE_DIR
-from meissonic_lite.pretrained import save_transformer
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
+from meissonic_lite.cli.generate import PACKAGE_DIR
+from meissonic_lite.models import text, vq
+from meissonic_lite.models.pretrained import save_transformer
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 
 TINY_TEXT = text.TextEncoderConfig(
     embed_dim=32, text_width=32, text_layers=2, text_heads=2,

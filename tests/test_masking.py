@@ -1,4 +1,4 @@
-"""Tests for meissonic_lite.masking (MUSE / Meissonic masking)."""
+"""Tests for meissonic_lite.sampling.masking (MUSE / Meissonic masking)."""
 
 import itertools
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from meissonic_lite.masking import (
+from meissonic_lite.sampling.masking import (
     SCHEDULES,
     arccos_density,
     mask_rate_level,

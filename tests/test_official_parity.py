@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from meissonic_lite.official import (
+from meissonic_lite.models.official import (
     OFFICIAL_BREAKDOWN,
     OFFICIAL_PARAMS,
     from_official_config,
@@ -17,7 +17,10 @@ from meissonic_lite.official import (
     official_breakdown,
     to_official_state_dict,
 )
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -41,7 +44,7 @@ def test_golden_logits_match_official(case):
     h, w = ids.shape[1:]
     if cfg["downsample"]:
         h, w = h // 2, w // 2
-    from meissonic_lite.layers import rope_ids_2d
+    from meissonic_lite.models.layers import rope_ids_2d
     t = io["txt_ids"].shape[0]
     ref_ids = torch.cat([io["txt_ids"], io["img_ids"]])
     assert torch.equal(rope_ids_2d(t, h, w), ref_ids)

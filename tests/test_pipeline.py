@@ -4,8 +4,11 @@ import pytest
 import torch
 from stand_ins import tiny_pipeline
 
-from meissonic_lite.pretrained import load_transformer, save_transformer
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
+from meissonic_lite.models.pretrained import load_transformer, save_transformer
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 
 
 class FakeText(torch.nn.Module):

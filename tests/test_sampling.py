@@ -3,10 +3,15 @@
 import pytest
 import torch
 
-from meissonic_lite.masking import mask_rate_level, tokens_revealed_per_step
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 from meissonic_lite.sampling import SamplerConfig, decode
-from meissonic_lite.transformer import MeissonicTransformer, \
-    TransformerConfig
+from meissonic_lite.sampling.masking import (
+    mask_rate_level,
+    tokens_revealed_per_step,
+)
 
 
 @pytest.fixture(scope="module")

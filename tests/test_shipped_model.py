@@ -8,8 +8,10 @@ import json
 import pytest
 import torch
 
-from meissonic_lite.pipeline import (DEFAULT_GUIDANCE_SCHEDULE,
-                                     MeissonicLitePipeline)
+from meissonic_lite.sampling.pipeline import (
+    DEFAULT_GUIDANCE_SCHEDULE,
+    MeissonicLitePipeline,
+)
 from meissonic_lite.training.ship import MANIFEST, WEIGHTS_DIR
 
 
@@ -45,7 +47,7 @@ def test_loads_by_default_and_is_the_stage4_model(pipe, manifest):
 
 
 def test_reaches_the_manifest_geneval_check(pipe, manifest):
-    from meissonic_lite.t2i_eval import evaluate_geneval
+    from meissonic_lite.evaluation.t2i_eval import evaluate_geneval
     fm = manifest["final_metrics"]
     check, sampler = fm["check"], fm["sampler"]
     # evaluate_geneval samples with the pipeline's guidance schedule

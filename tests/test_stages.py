@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from meissonic_lite.pretrained import load_transformer, save_transformer
+from meissonic_lite.models.pretrained import load_transformer, save_transformer
+from meissonic_lite.models.transformer import MeissonicTransformer
 from meissonic_lite.training.stages import (
     STAGES,
     init_from_previous,
     model_config,
     run_stage,
 )
-from meissonic_lite.transformer import MeissonicTransformer
 
 
 def test_stage_ladder_matches_the_paper_shape():
@@ -87,7 +87,7 @@ def test_stale_cache_is_rebuilt(tmp_path, capsys):
 def test_a_stage_can_train_on_a_candidate_tokenizer(tmp_path):
     # --vq: tokens from another VQ (here an untrained patch-local one with
     # 64 codes); the cache, the model's codebook and the manifest follow it
-    from meissonic_lite.vq import VQConfig, VQModel, save_weights
+    from meissonic_lite.models.vq import VQConfig, VQModel, save_weights
     torch.manual_seed(0)
     cand = VQModel(VQConfig(num_codes=64, code_dim=4, channels=(8, 8, 8),
                             encoder="patch"))
@@ -103,14 +103,14 @@ def test_a_stage_can_train_on_a_candidate_tokenizer(tmp_path):
 
 
 def test_ship_takes_the_tokenizer_the_stages_were_trained_on(tmp_path):
-    from meissonic_lite.training.ship import ship
-    from meissonic_lite.vq import (
+    from meissonic_lite.models.vq import (
         DEFAULT_WEIGHTS,
         VQConfig,
         VQModel,
         from_pretrained,
         save_weights,
     )
+    from meissonic_lite.training.ship import ship
     torch.manual_seed(0)
     cand = VQModel(VQConfig(num_codes=64, code_dim=4, channels=(8, 8, 8),
                             encoder="patch"))

@@ -10,8 +10,8 @@ import open_clip
 import pytest
 import torch
 
-from meissonic_lite import clip_train as ct
-from meissonic_lite import text
+from meissonic_lite.models import text
+from meissonic_lite.training import clip_train as ct
 from meissonic_lite.world import vocab
 from meissonic_lite.world.scene import Group, make_scene
 
@@ -228,8 +228,10 @@ def test_shipped_weights_bind_colours_and_relations(shipped):
 
 def test_train_clip_runs_resumes_and_writes_manifest(tmp_path):
     import argparse
+
+    from meissonic_lite.cli import train_clip
     p = argparse.ArgumentParser()
-    ct.add_parser(p.add_subparsers())
+    train_clip.add_parser(p.add_subparsers())
     argv = ["train-clip", "--out", str(tmp_path), "--steps", "3",
             "--batch", "8", "--n-images", "40", "--width", "32",
             "--embed-dim", "32", "--layers", "2", "--vision-layers", "1",
@@ -238,10 +240,10 @@ def test_train_clip_runs_resumes_and_writes_manifest(tmp_path):
             "--mirror-positives"]
     args = p.parse_args(argv)
     args.command_line = "meissonic-lite " + " ".join(argv)
-    ct.train(args)
+    ct.train(train_clip.config_from_args(args))
     args = p.parse_args(argv[:4] + ["4"] + argv[5:] + ["--resume"])
     args.command_line = "second"
-    m = ct.train(args)
+    m = ct.train(train_clip.config_from_args(args))
     steps = [json.loads(x)["step"] for x in
              (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps == [3, 4] and m["steps"] == 4
@@ -366,8 +368,10 @@ def test_aux_heads_learn_separable_targets():
 
 def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
     import argparse
+
+    from meissonic_lite.cli import train_clip
     p = argparse.ArgumentParser()
-    ct.add_parser(p.add_subparsers())
+    train_clip.add_parser(p.add_subparsers())
     tiny = ["--batch", "8", "--n-images", "40", "--width", "32",
             "--embed-dim", "32", "--layers", "2", "--vision-layers", "1",
             "--size", "32", "--eval-every", "100", "--eval-pairs", "500",
@@ -376,7 +380,7 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
              *tiny]
     args = p.parse_args(first)
     args.command_line = "first"
-    ct.train(args)
+    ct.train(train_clip.config_from_args(args))
     src = tmp_path / "a" / "clip.safetensors"
     base = text.from_pretrained(src)
     second = ["train-clip", "--out", str(tmp_path / "b"), "--steps", "2",
@@ -385,7 +389,7 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
               "--lr", "0", *tiny]
     args = p.parse_args(second)
     args.command_line = "second"
-    m = ct.train(args)
+    m = ct.train(train_clip.config_from_args(args))
     assert m["command"] == "first && second"
     assert m["init"]["command"] == "first" and m["init"]["steps"] == 2
     assert m["data"]["aux_weight"] == 1.0 and m["data"]["pos_scale"] == 3.0
@@ -402,7 +406,8 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
              "--init-from", str(tmp_path / "b" / "clip.safetensors"), *tiny]
     args = p.parse_args(third)
     args.command_line = "third"
-    m3 = ct.train(args)                  # the chain of sources is kept
+    # the chain of sources is kept
+    m3 = ct.train(train_clip.config_from_args(args))
     assert m3["command"] == "first && second && third"
     assert m3["init"]["command"] == "first && second"
     assert m3["init"]["init"]["command"] == "first"
@@ -411,4 +416,4 @@ def test_train_clip_aux_pos_scale_and_init_from(tmp_path):
                         str(tmp_path / "missing.safetensors"), *tiny])
     bad.command_line = "bad"
     with pytest.raises(FileNotFoundError, match="init-from"):
-        ct.train(bad)
+        ct.train(train_clip.config_from_args(bad))

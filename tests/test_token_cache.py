@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
-from meissonic_lite import token_cache as tc
-from meissonic_lite.vq import (VQConfig, VQModel, from_pretrained,
-                               save_weights)
+from meissonic_lite.models.vq import (
+    VQConfig,
+    VQModel,
+    from_pretrained,
+    save_weights,
+)
+from meissonic_lite.training import token_cache as tc
 from meissonic_lite.world.dataset import make_example, to_tensor
 
 

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from meissonic_lite.training import (cfg_dropout, load_checkpoint,
-                                     masked_ce, prepare_batch,
-                                     save_checkpoint)
+from meissonic_lite.training import (
+    cfg_dropout,
+    load_checkpoint,
+    masked_ce,
+    prepare_batch,
+    save_checkpoint,
+)
 from meissonic_lite.training.checkpoint import LATEST
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -217,13 +221,13 @@ def test_text_conditioning_path_learns_a_trivial_mapping(tmp_path):
     encoder, CFG dropout and the trainer. A broken conditioning path (the
     released script's inverted dropout, a detached or misaligned text
     batch) leaves this at chance (1/8)."""
-    from meissonic_lite import text
-    from meissonic_lite.training.stages import FrozenTextCache
-    from meissonic_lite.training.trainer import TrainConfig, Trainer
-    from meissonic_lite.transformer import (
+    from meissonic_lite.models import text
+    from meissonic_lite.models.transformer import (
         MeissonicTransformer,
         TransformerConfig,
     )
+    from meissonic_lite.training.stages import FrozenTextCache
+    from meissonic_lite.training.trainer import TrainConfig, Trainer
     colours = ("red", "green", "blue", "yellow", "white", "black",
                "purple", "orange")
     micro = torch.tensor([64.0, 64.0, 0.0, 0.0, 9.0])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meissonic_lite.layers import (
+from meissonic_lite.models.layers import (
     DualStreamBlock,
     SingleStreamBlock,
     apply_rope,
@@ -12,7 +12,10 @@ from meissonic_lite.layers import (
     rope_ids_2d,
     sinusoid,
 )
-from meissonic_lite.transformer import MeissonicTransformer, TransformerConfig
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 
 
 def _inputs(cfg, b=2, h=4, w=6, t=5, seed=0):
@@ -237,7 +240,7 @@ def test_conv_blocks_are_opt_in_and_start_neutral():
     """conv_blocks=0 adds no parameters (shipped files load unchanged);
     with blocks, shapes hold, their modulation starts at identity, and the
     official export refuses them (chapter 5)."""
-    from meissonic_lite.official import to_official_state_dict
+    from meissonic_lite.models.official import to_official_state_dict
     plain = _model(compress=True)
     assert not any(k.startswith(("down_convs", "up_convs"))
                    for k in plain.state_dict())

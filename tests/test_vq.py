@@ -6,9 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from meissonic_lite.vq import (DEFAULT_WEIGHTS, VQConfig, VQModel,
-                               from_pretrained, save_weights)
-from meissonic_lite.vq_layers import VectorQuantizer
+from meissonic_lite.models.vq import (
+    DEFAULT_WEIGHTS,
+    VQConfig,
+    VQModel,
+    from_pretrained,
+    save_weights,
+)
+from meissonic_lite.models.vq_layers import VectorQuantizer
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +163,7 @@ def test_shipped_weights_reach_manifest():
     never used in training or for the manifest (seed 3000). Tolerances
     cover sampling noise of 150 images (PSNR, 0.75 dB) and 150 judge
     calls (0.06)."""
-    from meissonic_lite import vq_train as vt
+    from meissonic_lite.training import vq_train as vt
     man = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     fm = man["final_metrics"]
     m = from_pretrained()
@@ -181,7 +186,7 @@ def test_shipped_weights_reach_manifest():
 
 
 def test_decoder_losses():
-    from meissonic_lite.vq_train import decoder_loss
+    from meissonic_lite.training.vq_train import decoder_loss
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8,
                                                            generator=g)
@@ -192,12 +197,12 @@ def test_decoder_losses():
 
 
 def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
-    from meissonic_lite.vq_train import main
+    from meissonic_lite.cli import main
     src = tmp_path / "base.safetensors"
     save_weights(tiny, src, dtype=torch.float32)
     out = tmp_path / "ft.safetensors"
-    main(["--out", str(tmp_path / "run"), "--steps", "3", "--batch", "2",
-          "--pool", "3", "--crop", "64", "--p-clean", "1.0",
+    main(["train-vq", "--out", str(tmp_path / "run"), "--steps", "3",
+          "--batch", "2", "--pool", "3", "--crop", "64", "--p-clean", "1.0",
           "--finetune-decoder", str(src), "--decoder-loss", "mse",
           "--lr", "1e-2", "--eval-every", "100", "--export",
           "--weights", str(out), "--final-n", "2", "--final-judge", "2",
@@ -214,7 +219,7 @@ def test_decoder_finetune_keeps_tokens(tmp_path, tiny):
 def test_patch_encoder_is_local_and_flat_patches_are_pure():
     # patch mode: a token depends on its own f x f pixels only, so every
     # flat patch of one colour gets one code, trained or not
-    from meissonic_lite.vq_train import flat_patch_purity
+    from meissonic_lite.training.vq_metrics import flat_patch_purity
     torch.manual_seed(0)
     m = VQModel(VQConfig(num_codes=32, code_dim=4, channels=(8, 8, 8),
                          encoder="patch")).eval()

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from stand_ins import tiny_pipeline
 
-from meissonic_lite import text
-from meissonic_lite.widgets import Playground  # needs the `book` extra
+from meissonic_lite.editing.widgets import Playground  # needs the `book` extra
+from meissonic_lite.models import text
 
 CLIP = text.TextEncoderConfig(embed_dim=32, text_width=32, text_layers=1,
                               text_heads=2, vision_width=32,
@@ -105,7 +105,8 @@ def test_upload_sets_the_current_image(pg):
 
 def test_package_imports_without_ipywidgets():
     code = ("import sys; sys.modules['ipywidgets'] = None\n"
-            "import meissonic_lite.widgets as w, meissonic_lite.editing\n"
+            "import meissonic_lite.editing.widgets as w, "
+            "meissonic_lite.editing\n"
             "try:\n    w.Playground(None)\nexcept ImportError as e:\n"
             "    print('ok' if 'ipywidgets' in str(e) else e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,

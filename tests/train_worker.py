@@ -9,10 +9,12 @@ from pathlib import Path
 
 import torch
 
+from meissonic_lite.models.transformer import (
+    MeissonicTransformer,
+    TransformerConfig,
+)
 from meissonic_lite.training import TrainConfig, Trainer
 from meissonic_lite.training import distributed as dist
-from meissonic_lite.transformer import MeissonicTransformer, \
-    TransformerConfig
 
 
 class PatternData(torch.utils.data.Dataset):

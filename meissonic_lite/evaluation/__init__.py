@@ -1,6 +1,10 @@
-"""Evaluation: the judge (an independent referee) and GenEval-lite (chapter 1).
+"""Evaluation: the judge, an independent referee, and the harnesses that
+feed it (chapters 1, 6, 7 and 8).
 
-Nothing here imports a model: the judge reads pixels only.
+The referee (`judge`, `geneval`, `accuracy`) imports only the world: it
+reads pixels, never a model, and it is all that this package face hands
+on. The harnesses (`t2i_eval`, `edit_eval`, `diagnose`) ask models for
+images or logits and give them to the referee; import them by name.
 """
 
 from .accuracy import judge_accuracy, true_score_envelope

@@ -1,5 +1,10 @@
-"""Training: the masked-token objective, a fault-tolerant trainer, DDP
-(chapter 6)."""
+"""Training: the masked-token objective, a fault-tolerant trainer, DDP,
+the four stages and the gates (chapter 6); the VQ tokenizer's trainer and
+token caches (chapter 2) and the tiny CLIP's trainer (chapter 3).
+
+The names below are the transformer's trainer; import the others by
+module (`from meissonic_lite.training import vq_train`).
+"""
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import cfg_dropout, masked_ce, prepare_batch

@@ -16,7 +16,6 @@ kind and per colour: the ideal text encoder, to isolate the text path.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import text
-from .. import vq as vq_mod
 from ..evaluation.geneval import score_item
 from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
-from ..masking import mask_rate_level
-from ..pretrained import load_transformer, save_transformer
-from ..sampling import SamplerConfig, decode
-from ..transformer import MeissonicTransformer, TransformerConfig
+from ..models import text
+from ..models import vq as vq_mod
+from ..models.pretrained import load_transformer, save_transformer
+from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.decode import SamplerConfig, decode
+from ..sampling.masking import mask_rate_level
 from ..utils import to_uint8
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score
@@ -194,11 +193,12 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     return out
 
 
-def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]]
-                  ) -> dict:
+def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]],
+                  command: str = "") -> dict:
     """Judge a finished gate run's model under other sampler settings
     (steps, CFG, start choice temperature), one image per caption; writes
-    out/sweep.json. Tells a sampler problem from a model problem."""
+    out/sweep.json, which records `command`. Tells a sampler problem from
+    a model problem."""
     out = Path(out)
     cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
         "config"])
@@ -214,8 +214,7 @@ def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]]
         rows.append({"steps": int(steps), "guidance": guidance,
                      "choice_temperature": temp, **r})
         print(json.dumps(rows[-1]), flush=True)
-    res = {"command": " ".join(["meissonic-lite"] + sys.argv[1:]),
-           "rows": rows}
+    res = {"command": command, "rows": rows}
     (out / "sweep.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -318,50 +317,3 @@ def _save_grid(arr: np.ndarray, path: Path, cols: int = 12) -> None:
         r, c = divmod(i, cols)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
     Image.fromarray(sheet).save(path)
-
-
-def add_parser(sub) -> None:
-    """`meissonic-lite gate`: train and judge one learnability gate."""
-    d = GateConfig()
-    g = sub.add_parser("gate", help="train and judge a learnability gate "
-                       "(G0: one object, kind x colour) on a curve")
-    g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
-    g.add_argument("--out", default="runs/gate_g0")
-    for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
-                 "text_len", "heads", "conv_blocks",
-                 "eval_every", "eval_seeds", "sample_steps", "seed"):
-        g.add_argument("--" + name.replace("_", "-"), type=int,
-                       default=getattr(d, name))
-    for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema"):
-        g.add_argument("--" + name.replace("_", "-"), type=float,
-                       default=getattr(d, name))
-    g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)
-    g.add_argument("--schedule", default=d.schedule,
-                   choices=["constant", "cosine"])
-    g.add_argument("--cond", default=d.cond, choices=["clip", "onehot"])
-    g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
-    g.add_argument("--no-compress", dest="compress", action="store_false")
-    g.add_argument("--resume", action="store_true")
-    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP",
-                   help="instead of training, judge --out's finished model"
-                   " under these sampler settings (e.g. 16,3,4.5)")
-
-    def cmd(args) -> None:
-        if args.sweep:
-            try:
-                settings = [tuple(float(v) for v in s.split(","))
-                            for s in args.sweep]
-            except ValueError as e:
-                raise ValueError(f"--sweep takes STEPS,CFG,TEMP triples, "
-                                 f"got {args.sweep}") from e
-            if any(len(t) != 3 for t in settings):
-                raise ValueError("--sweep takes STEPS,CFG,TEMP triples, "
-                                 f"got {args.sweep}")
-            sampler_sweep(args.out, settings)
-            return
-        cfg = GateConfig(**{k: getattr(args, k) for k in
-                            GateConfig.__dataclass_fields__})
-        run_gate(cfg, args.out, resume=args.resume,
-                 command=" ".join(["meissonic-lite"] + sys.argv[1:]))
-
-    g.set_defaults(func=cmd)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..masking import mask_tokens
+from ..sampling.masking import mask_tokens
 
 
 class Dropped(NamedTuple):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ..pretrained import DEFAULT as TRANSFORMER_WEIGHTS
+from ..models.pretrained import DEFAULT as TRANSFORMER_WEIGHTS
+from ..models.vq import DEFAULT_WEIGHTS as VQ_WEIGHTS
 from ..utils import atomic_write_bytes
-from ..vq import DEFAULT_WEIGHTS as VQ_WEIGHTS
 
 WEIGHTS_DIR = TRANSFORMER_WEIGHTS.parent
 TEXT_WEIGHTS = WEIGHTS_DIR / "text_encoder.safetensors"
@@ -50,14 +50,14 @@ def loss_curve(log: Path, every: int = 50) -> list[list[float]]:
 def measure(steps: int | None = None, guidance: float | None = None,
             progress: bool = True) -> dict:
     """Every bar of the shipped model, on the shipped files."""
-    from ..pipeline import (
+    from ..evaluation.t2i_eval import aesthetic_gap, evaluate_geneval
+    from ..sampling.pipeline import (
         DEFAULT_BLOB_NOISE,
         DEFAULT_GUIDANCE,
         DEFAULT_GUIDANCE_SCHEDULE,
         DEFAULT_STEPS,
         MeissonicLitePipeline,
     )
-    from ..t2i_eval import aesthetic_gap, evaluate_geneval
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     steps = steps or DEFAULT_STEPS
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
@@ -79,7 +79,7 @@ def _ship_tokenizer(stages: dict, vq: str | Path | None, dest: Path
                     ) -> Path:
     """The VQ the stages were trained on, copied to `dest` if `vq` names
     it; refuses a tokenizer whose tokens differ from the stages' own."""
-    from ..vq import from_pretrained
+    from ..models.vq import from_pretrained
     shas = {m["data"].get("tokenizer_sha256") for m in stages.values()}
     if len(shas) != 1:
         raise ValueError(f"the four stages were trained on different "
@@ -142,7 +142,7 @@ def ship(runs: str | Path = "runs/t2i", evaluate: bool = True,
             "sample_prompts": m["samples"]["prompts"],
             "sample_settings": m["samples"]["settings"],
             # probes run on the stage's checkpoints along the way
-            # (`python -m meissonic_lite.training.diagnose ... --out`)
+            # (`meissonic-lite diagnose ... --out`)
             "diagnostics": [json.loads(p.read_text()) for p in sorted(
                 (runs / f"stage{s}").glob("diagnostics*.json"))]}
     manifest = {

@@ -17,7 +17,6 @@ stage 3, the resolution the book ships.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..transformer import MeissonicTransformer, TransformerConfig
+from ..models.transformer import MeissonicTransformer, TransformerConfig
 from .trainer import TrainConfig, Trainer
 
 
@@ -132,7 +131,7 @@ class StageSampler:
 
     def __init__(self, vq, text_encoder, spec: StageSpec, out: Path,
                  device: str):
-        from ..pipeline import MeissonicLitePipeline
+        from ..sampling.pipeline import MeissonicLitePipeline
         from ..world.grid import captioned_grid
         self.pipeline, self.grid = MeissonicLitePipeline, captioned_grid
         self.vq, self.enc, self.spec = vq, text_encoder, spec
@@ -166,14 +165,15 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
               resume: bool = False, seed: int = 0,
               device: str = "cpu", n_images: int | None = None,
               batch_size: int | None = None,
-              vq_path: str | Path | None = None) -> dict:
+              vq_path: str | Path | None = None, command: str = "") -> dict:
     """Extract the stage's cache if needed, train, write weights+manifest.
 
     `vq_path` trains on another tokenizer's tokens (default: the shipped
-    one), e.g. a candidate VQ that must ship together with this model."""
-    from .. import text, vq
-    from ..pretrained import save_transformer
-    from ..token_cache import extract, load_cache
+    one), e.g. a candidate VQ that must ship together with this model.
+    `command` is the command line the manifest records."""
+    from ..models import text, vq
+    from ..models.pretrained import save_transformer
+    from .token_cache import extract, load_cache
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}")
     spec = STAGES[stage]
@@ -229,7 +229,7 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         text.save(enc.clip, enc.cfg, out / "clip.safetensors")
     last = logs[-20:] if logs else []
     manifest = {
-        "command": " ".join(["meissonic-lite"] + sys.argv[1:]),
+        "command": command,
         "stage": asdict(spec), "model_config": asdict(cfg),
         "train_config": asdict(tcfg), "seed": seed,
         "data": data.meta, "steps": trainer.step,
@@ -245,54 +245,3 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
         "torch": torch.__version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
-
-
-def add_parser(sub):
-    """Register the `train` subcommand (one stage, or all four)."""
-    p = sub.add_parser("train", help="train the text-to-image transformer"
-                       " (the four progressive stages)")
-    p.add_argument("--stage", default="all",
-                   choices=("1", "2", "3", "4", "all"))
-    p.add_argument("--steps", type=int, default=None,
-                   help="override the stage's step count")
-    p.add_argument("--runs", default="runs/t2i", help="run directory")
-    p.add_argument("--caches", default="cache", help="token caches")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--vq", default=None, help="tokenizer weights to train "
-                   "on, and with --ship/--ship-only to ship with the model "
-                   "(default: the shipped VQ)")
-    p.add_argument("--ship", action="store_true", help="after training, "
-                   "ship stage 4 as the package's default model (measures "
-                   "it with the judge and writes the manifest)")
-    p.add_argument("--ship-only", action="store_true",
-                   help="ship the stages already trained in --runs")
-    p.add_argument("--skip-eval", action="store_true",
-                   help="with --ship/--ship-only: copy files, measure later")
-    p.add_argument("--remeasure", action="store_true",
-                   help="measure the shipped model again (after a judge or "
-                   "VQ decoder change) and rewrite its manifest's metrics")
-
-    def cmd(args):
-        from .ship import remeasure, ship
-        if args.remeasure:
-            m = remeasure()
-            print(json.dumps(m["final_metrics"], indent=1))
-            return
-        if args.ship_only:
-            m = ship(args.runs, evaluate=not args.skip_eval, vq=args.vq)
-            print(json.dumps(m.get("final_metrics"), indent=1))
-            return
-        stages = [1, 2, 3, 4] if args.stage == "all" else [int(args.stage)]
-        for s in stages:
-            m = run_stage(s, args.runs, args.caches, args.steps,
-                          args.resume, args.seed, args.device,
-                          vq_path=args.vq)
-            print(f"stage {s}: {m['steps']} steps in {m['wall_time_s']} s,"
-                  f" loss {m['final_metrics']['train_loss_last20']:.3f}")
-        if args.ship:
-            m = ship(args.runs, evaluate=not args.skip_eval, vq=args.vq)
-            print(json.dumps(m.get("final_metrics"), indent=1))
-    p.set_defaults(func=cmd)
-    return p

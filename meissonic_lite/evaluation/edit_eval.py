@@ -28,16 +28,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import editing
-from .evaluation import detect, match_scene
-from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from .sampling import SamplerConfig
-from .utils import to_pil
-from .world import vocab
-from .world.captions import caption
-from .world.dataset import to_tensor
-from .world.render import render
-from .world.scene import Group, Obj, Scene, make_scene
+from ..editing import edits
+from ..sampling.decode import SamplerConfig
+from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..utils import to_pil
+from ..world import vocab
+from ..world.captions import caption
+from ..world.dataset import to_tensor
+from ..world.render import render
+from ..world.scene import Group, Obj, Scene, make_scene
+from .judge import detect, match_scene
 
 TASKS = ("recolor", "add", "outpaint", "img2img")
 INPAINT_STYLE = ("recolor", "add", "outpaint")
@@ -189,20 +189,20 @@ def judge_edit(task: EditTask, image: Image.Image) -> bool:
 # -- running a pipeline on the tasks ---------------------------------------
 def _run(pipe, task: EditTask, steps: int, guidance: float,
          generator: torch.Generator, strength: float, remask: str
-         ) -> editing.EditResult:
+         ) -> edits.EditResult:
     kw = {"num_inference_steps": steps, "guidance_scale": guidance,
           "generator": generator}
     if task.task in ("recolor", "add"):
-        return editing.inpaint(pipe, task.source, prompt=task.prompt,
+        return edits.inpaint(pipe, task.source, prompt=task.prompt,
                                box=task.box, **kw)
     if task.task == "outpaint":
-        return editing.outpaint(pipe, task.source, task.prompt,
+        return edits.outpaint(pipe, task.source, task.prompt,
                                 **task.extend, **kw)
-    return editing.img2img(pipe, task.source, task.prompt, strength,
+    return edits.img2img(pipe, task.source, task.prompt, strength,
                            remask, **kw)
 
 
-def _metrics(pipe, task: EditTask, res: editing.EditResult, clip) -> dict:
+def _metrics(pipe, task: EditTask, res: edits.EditResult, clip) -> dict:
     f = pipe.vq.config.factor
     edit = to_tensor(res.image)                              # (3, H, W)
     src = to_tensor(task.source)
@@ -251,12 +251,12 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     seconds of one text-to-image call at the same size and steps.
     """
     SamplerConfig(steps=steps, guidance_scale=guidance)      # validates
-    if not 0 <= strength <= 1 or remask not in editing.REMASK:
+    if not 0 <= strength <= 1 or remask not in edits.REMASK:
         raise ValueError(f"need strength in [0, 1] and remask in "
-                         f"{editing.REMASK}, got {strength}, {remask!r}")
-    editing._check_canvas(pipe, size, size, "size")
+                         f"{edits.REMASK}, got {strength}, {remask!r}")
+    edits.check_canvas(pipe, size, size, "size")
     if clip == "auto":     # the base CLIP: not the model being judged
-        from .text import from_pretrained
+        from ..models.text import from_pretrained
         try:
             clip = from_pretrained()
         except (FileNotFoundError, RuntimeError):
@@ -322,50 +322,18 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     return report
 
 
-def add_arguments(p) -> None:
-    """The edit benchmark's options."""
-    p.add_argument("--n", type=int, default=40, help="edits per task")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--cfg", type=float, default=DEFAULT_GUIDANCE)
-    p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--remask", default="confidence",
-                   choices=editing.REMASK)
-    p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--out", default=None, help="write the JSON here")
-
-
-def run(a, command: str) -> None:
-    """Run the edit benchmark on the shipped pipeline; print (and with
-    --out save) JSON that records `command`."""
-    import json
-    from pathlib import Path
-
-    from .pipeline import MeissonicLitePipeline
-    from .utils import atomic_write_bytes
+def run_benchmark(n: int = 40, seed: int = 0, tasks: tuple[str, ...] = TASKS,
+                  steps: int = DEFAULT_STEPS,
+                  guidance: float = DEFAULT_GUIDANCE, strength: float = 0.5,
+                  remask: str = "confidence", command: str = "") -> dict:
+    """The edit benchmark on the shipped pipeline at 128 px, as
+    `meissonic-lite eval edits` runs it: the report of `edit_benchmark`
+    with the `command` that made it and the wall time."""
+    from ..sampling.pipeline import MeissonicLitePipeline
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     t0 = time.perf_counter()
-    rep = edit_benchmark(pipe, a.n, a.seed, 128, tuple(a.tasks.split(",")),
-                         a.steps, a.cfg, a.strength, a.remask,
-                         progress=True)
+    rep = edit_benchmark(pipe, n, seed, 128, tuple(tasks), steps, guidance,
+                         strength, remask, progress=True)
     rep["command"] = command
     rep["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(rep, indent=1, default=float)
-    print(text)
-    if a.out:
-        atomic_write_bytes(Path(a.out), (text + "\n").encode())
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.edit_eval --n 40 --out bench.json`: the
-    same as `meissonic-lite eval edits ...` (kept as an alias)."""
-    import argparse
-    import sys
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.edit_eval")
-    add_arguments(p)
-    run(p.parse_args(argv), "python -m meissonic_lite.edit_eval " + " ".join(
-        sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    main()
+    return rep

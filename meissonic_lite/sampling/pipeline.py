@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import torch
 
-from .pretrained import load_text_encoder
-from .sampling import SamplerConfig, decode
-from .transformer import MeissonicTransformer
-from .utils import pick_device, to_pil
-from .vq import VQModel
+from ..models.pretrained import load_text_encoder
+from ..models.transformer import MeissonicTransformer
+from ..models.vq import VQModel
+from ..utils import pick_device, to_pil
+from .decode import SamplerConfig, decode
 
 MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 # Sampler defaults of the shipped model: the best cell of the steps x CFG

@@ -23,10 +23,9 @@ from torch import nn
 from .model_files import corrupt, read_model_file, to_float32, write_model_file
 from .vq_layers import Decoder, Encoder, PatchEncoder, VectorQuantizer
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "vq.safetensors"
-REBUILD = ("meissonic-lite train-vq --out runs/vq --export "
-           "(or: python -m meissonic_lite.vq_train --out runs/vq --export)")
+REBUILD = "meissonic-lite train-vq --out runs/vq --export"
 
 
 @dataclass

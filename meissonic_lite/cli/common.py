@@ -1,7 +1,7 @@
 """What the `meissonic-lite` subcommands share (chapters 7 and 8): the
 output-path check, the pipeline's own defaults, the model arguments and
 one way to load the pipeline. Subcommand modules import this, never each
-other or `cli`, so the command-line face has no import circle.
+other or `cli.main`, so the command-line face has no import circle.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def out_path(path: str) -> Path:
 def pipeline_defaults() -> dict:
     """Default arguments of the pipeline's __call__ (one source of truth
     for the CLI's defaults and the Python API's)."""
-    from .pipeline import MeissonicLitePipeline
+    from ..sampling.pipeline import MeissonicLitePipeline
     sig = inspect.signature(MeissonicLitePipeline.__call__)
     return {k: v.default for k, v in sig.parameters.items()
             if v.default is not inspect.Parameter.empty}
@@ -50,7 +50,7 @@ def load_pipeline(args: argparse.Namespace):
     """The pipeline from shipped weights or the paths in `args`; a missing
     or corrupt file exits with its message (which names the rebuild
     command), models that do not fit together raise ValueError."""
-    from .pipeline import MeissonicLitePipeline
+    from ..sampling.pipeline import MeissonicLitePipeline
     try:
         return MeissonicLitePipeline.from_pretrained(
             args.device, transformer_path=args.transformer,

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from .utils import atomic_write_bytes
+from ..utils import atomic_write_bytes
 
 __all__ = ["ModelFileError", "read_model_file", "write_model_file"]
 

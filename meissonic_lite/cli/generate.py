@@ -18,19 +18,19 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli_common import (
+from .common import (
     add_model_arguments,
     load_pipeline,
     out_path,
     pipeline_defaults,
 )
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _check_args(args: argparse.Namespace) -> None:
     """Checks that need no model: fail before anything loads."""
-    from .sampling import SamplerConfig
+    from ..sampling.decode import SamplerConfig
     SamplerConfig(steps=args.steps, guidance_scale=args.cfg)  # validates
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
@@ -76,7 +76,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         for img, p in zip(images, written):
             img.save(p)
     else:
-        from .world.grid import captioned_grid
+        from ..world.grid import captioned_grid
         cap = args.prompt or "(unconditional)"
         grid = captioned_grid(images, [f"#{i} {cap}" for i in range(args.n)],
                               cols=args.cols or min(args.n, 4))

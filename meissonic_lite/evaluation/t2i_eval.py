@@ -3,26 +3,26 @@
 
 The judge (`evaluation`) only reads pixels; this module is the harness that
 asks a pipeline for images of the held-out GenEval-lite prompts and hands
-them to the judge, so the referee never sees a model.
+them to the judge, so the referee never sees a model. `meissonic-lite eval
+geneval|aesthetic|sweep|phrasing|floor` runs `measure`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluation import (
-    detect,
-    geneval_lite,
-    load_geneval_prompts,
-    score_detections,
+from ..sampling.pipeline import (
+    DEFAULT_BLOB_NOISE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
 )
-from .pipeline import DEFAULT_BLOB_NOISE, DEFAULT_GUIDANCE, DEFAULT_STEPS
-from .world.quality import aesthetic_score
+from ..world.quality import aesthetic_score
+from .geneval import geneval_lite, load_geneval_prompts, score_detections
+from .judge import detect
 
 
 def generate(pipe, prompts: list[str], steps: int = DEFAULT_STEPS,
@@ -199,72 +199,41 @@ MEASURES = {"geneval": "GenEval-lite on held-out prompts",
             "floor": "the metric's chance floor (shuffled prompts)"}
 
 
-def add_arguments(p) -> None:
-    """The options of every text-to-image measurement (the measurement
-    itself is the positional `what`, or the `eval` subcommand's name)."""
-    p.add_argument("--steps", default=str(DEFAULT_STEPS),
-                   help="comma list for sweep (default: the pipeline's)")
-    p.add_argument("--cfg", default=str(DEFAULT_GUIDANCE),
-                   help="comma list for sweep (default: the pipeline's)")
-    p.add_argument("--blob", default=str(DEFAULT_BLOB_NOISE),
-                   help="sampler blob_noise, comma list for sweep")
-    p.add_argument("--token-temp", default="1.0",
-                   help="sampler token_temperature, comma list for sweep")
-    p.add_argument("--transformer", default=None,
-                   help="transformer weights (default: the shipped ones)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="evaluate every k-th prompt, this many in all")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the JSON here")
-
-
-def run(a, command: str) -> None:
-    """Measure the shipped pipeline (`a.what`) and print (and with --out
-    save) JSON that records `command`."""
-    from .pipeline import MeissonicLitePipeline
-    from .utils import report_json
-    steps = [int(s) for s in a.steps.split(",")]
-    cfgs = [float(c) for c in a.cfg.split(",")]
-    blobs = [float(c) for c in a.blob.split(",")]
-    temps = [float(c) for c in a.token_temp.split(",")]
+def measure(what: str, steps: list[int], cfgs: list[float],
+            blobs: list[float], temps: list[float],
+            transformer: str | None = None, limit: int | None = None,
+            seed: int = 0, command: str = "") -> dict:
+    """Measure the shipped pipeline (or its `transformer` weights) with
+    one of `MEASURES`; the JSON-ready record says it was made by
+    `command`. A sweep crosses the lists, the others take their first
+    values."""
+    from ..sampling.pipeline import MeissonicLitePipeline
+    if what not in MEASURES:
+        raise ValueError(f"unknown measure {what!r}: one of "
+                         f"{', '.join(MEASURES)}")
     pipe = MeissonicLitePipeline.from_pretrained(
-        device="cpu", transformer_path=a.transformer)
+        device="cpu", transformer_path=transformer)
     t0 = time.perf_counter()
-    if a.what == "geneval":
-        res = evaluate_geneval(pipe, steps[0], cfgs[0], a.seed, a.limit,
+    if what == "geneval":
+        res = evaluate_geneval(pipe, steps[0], cfgs[0], seed, limit,
                                blob_noise=blobs[0],
                                token_temperature=temps[0])
-    elif a.what == "phrasing":
+    elif what == "phrasing":
         res = {"command": command, **phrasing(pipe, steps[0], cfgs[0],
-                                              a.seed, a.limit or 96)}
-    elif a.what == "floor":
-        items = held_out_items(a.limit)
+                                              seed, limit or 96)}
+    elif what == "floor":
+        items = held_out_items(limit)
         images = generate(pipe, [it["prompt"] for it in items], steps[0],
-                          cfgs[0], a.seed, blob_noise=blobs[0])
+                          cfgs[0], seed, blob_noise=blobs[0])
         res = {"command": command, **prompt_floor(images, items)}
-    elif a.what == "aesthetic":
+    elif what == "aesthetic":
         res = aesthetic_gap(pipe, steps=steps[0], guidance=cfgs[0],
-                            seed=a.seed, blob_noise=blobs[0])
+                            seed=seed, blob_noise=blobs[0])
     else:
         res = {"command": command,
-               "rows": sweep(pipe, steps, cfgs, a.seed, a.limit,
+               "rows": sweep(pipe, steps, cfgs, seed, limit,
                              blob_list=tuple(blobs),
                              temperature_list=tuple(temps))}
     if isinstance(res, dict):
         res["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    report_json(res, a.out)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.t2i_eval geneval|aesthetic|sweep|phrasing|
-    floor`: the same as `meissonic-lite eval ...` (kept as an alias)."""
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.t2i_eval")
-    p.add_argument("what", choices=tuple(MEASURES))
-    add_arguments(p)
-    run(p.parse_args(argv), "python -m meissonic_lite.t2i_eval " + " ".join(
-        sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    main()
+    return res

@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli_common import (
+from .common import (
     add_model_arguments,
     load_pipeline,
     out_path,
@@ -94,7 +94,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
     """Run one edit and save the result."""
     import torch
 
-    from . import editing
+    from .. import editing
     kw = _check_args(args)
     image = _open(args.image, "image")
     if image.mode in ("P", "LA", "1"):         # palette PNGs etc.

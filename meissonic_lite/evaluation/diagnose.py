@@ -9,8 +9,8 @@ background) and the left neighbour's code (pure local copying).
 `hidden_object_fill`: can it draw an object none of whose tokens it sees
 (what the sampler asks once the background is decoded)? `loss_split`: how
 much of the loss is background, how much objects, and what the text
-explains of each. `main` runs any
-of them on a checkpoint and records the command with the figures.
+explains of each. `probe` runs any of them on a checkpoint and records
+the command with the figures (`meissonic-lite diagnose`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..masking import mask_rate_level
+from ..sampling.masking import mask_rate_level
 from ..world.dataset import ShapesDataset, to_tensor
 
 
@@ -91,14 +91,14 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     not the image's most common code, the flat background) of n clean
     held-out images, with the
     true short caption, with the same caption naming another kind (one
-    group's circle -> square, A -> B: `clip_train.change_kind`), and with
+    group's circle -> square, A -> B: `clip_data.change_kind`), and with
     the empty prompt. A model that draws what it is told has
     `kind_gain` = CE(other kind) - CE(true) well above 0; one that ignores
     the kind word sits at 0 however much `text_gain` the colours give.
     """
     import numpy as np
 
-    from ..clip_train import change_kind
+    from ..training.clip_data import change_kind
     from ..world.captions import caption
     if not 0 < rate <= 1:
         raise ValueError(f"mask rate must lie in (0, 1], got {rate}")
@@ -211,8 +211,8 @@ def load_model(path):
     step too) or a safetensors file (step None), in eval mode."""
     from pathlib import Path
 
-    from ..pretrained import load_transformer, transformer_from_config
-    from .checkpoint import load_checkpoint
+    from ..models.pretrained import load_transformer, transformer_from_config
+    from ..training.checkpoint import load_checkpoint
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_transformer(path), None
@@ -226,42 +226,16 @@ PROBES = {"fill": hidden_object_fill, "context": masked_token_accuracy,
           "prompt": prompt_use, "split": loss_split}
 
 
-def add_arguments(p) -> None:
-    """The probe, the checkpoint and the options."""
-    p.add_argument("probe", choices=sorted(PROBES))
-    p.add_argument("checkpoint", help="trainer checkpoint (latest.pt) or "
-                   "transformer .safetensors")
-    p.add_argument("--vq", default=None, help="VQ weights the model was "
-                   "trained on (default: the shipped one)")
-    p.add_argument("--n", type=int, default=64, help="held-out images")
-    p.add_argument("--out", default=None, help="also write the JSON here")
-
-
-def run(a, command: str) -> None:
-    """Run one probe on a checkpoint and print (and with --out save) JSON
-    that records `command`, so a stored figure says how it was made."""
-    from .. import text, vq
-    from ..utils import report_json
+def probe(name: str, checkpoint: str, vq: str | None = None, n: int = 64,
+          command: str = "") -> dict:
+    """Run probe `name` (one of `PROBES`) on a checkpoint with the VQ it
+    was trained on (default: the shipped one); the record keeps `command`,
+    so a stored figure says how it was made."""
+    from ..models import text
+    from ..models import vq as vq_mod
     torch.set_num_threads(2)
-    model, step = load_model(a.checkpoint)
-    res = PROBES[a.probe](model, vq.from_pretrained(a.vq),
-                          text.from_pretrained(), n=a.n)
-    out = {"probe": a.probe, "result": res, "checkpoint": a.checkpoint,
-           "step": step, "command": command}
-    report_json(out, a.out)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.training.diagnose fill CKPT --vq VQ`: the
-    same as `meissonic-lite diagnose ...` (kept as an alias)."""
-    import argparse
-    import sys
-    p = argparse.ArgumentParser(prog="python -m meissonic_lite.training."
-                                "diagnose")
-    add_arguments(p)
-    run(p.parse_args(argv), "python -m meissonic_lite.training.diagnose "
-        + " ".join(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    main()
+    model, step = load_model(checkpoint)
+    res = PROBES[name](model, vq_mod.from_pretrained(vq),
+                       text.from_pretrained(), n=n)
+    return {"probe": name, "result": res, "checkpoint": checkpoint,
+            "step": step, "command": command}

@@ -24,7 +24,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from .model_files import corrupt, read_model_file, write_model_file
 
-WEIGHTS = Path(__file__).parent / "weights" / "clip.safetensors"
+WEIGHTS = Path(__file__).parent.parent / "weights" / "clip.safetensors"
 REBUILD = "meissonic-lite train-clip --ship"
 
 

@@ -21,7 +21,6 @@ True)` gives the same speeds before the shipped transformer exists.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import json
@@ -33,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from .pipeline import MeissonicLitePipeline
-from .utils import best_seconds, pick_device, sync
+from ..sampling.pipeline import MeissonicLitePipeline
+from ..utils import best_seconds, pick_device, sync
 
 PROMPT = "two red circles above a blue square"
 
@@ -43,7 +42,7 @@ PROMPT = "two red circles above a blue square"
 def random_transformer(preset: str, vq, text_encoder, compress: bool = True):
     """A randomly initialised transformer of `preset`, sized to the VQ and
     text encoder (as `training.stages.model_config` does)."""
-    from .transformer import MeissonicTransformer, TransformerConfig
+    from ..models.transformer import MeissonicTransformer, TransformerConfig
     n = vq.config.num_codes
     cfg = TransformerConfig.preset(
         preset, codebook_size=n, vocab_size=n + 1,
@@ -58,8 +57,8 @@ def load_pipeline(random_weights: bool = False, preset: str = "lite",
     `preset` transformer (compressed, as stages 3-4 ship it)."""
     if not random_weights:
         return MeissonicLitePipeline.from_pretrained(device, **paths)
-    from . import vq
-    from .pretrained import load_text_encoder
+    from ..models import vq
+    from ..models.pretrained import load_text_encoder
     v = vq.from_pretrained(paths.get("vq_path"))
     te = load_text_encoder(paths.get("text_encoder_path"))
     torch.manual_seed(0)
@@ -73,7 +72,7 @@ def with_compress(pipe: MeissonicLitePipeline, compress: bool
     compression setting (same width/depth); plus a label saying which."""
     if pipe.transformer.config.compress == compress:
         return pipe, "as loaded"
-    from .transformer import MeissonicTransformer
+    from ..models.transformer import MeissonicTransformer
     torch.manual_seed(0)
     tr = MeissonicTransformer(replace(pipe.transformer.config,
                                       compress=compress))
@@ -249,7 +248,7 @@ def peak_memory(batches: tuple[int, ...] = (1, 2, 4, 8), size: int = 128,
         spec = json.dumps({"load": load, "batch": b, "size": size,
                            "steps": steps,
                            "threads": torch.get_num_threads()})
-        code = ("from meissonic_lite.bench_generate import _memory_child; "
+        code = ("from meissonic_lite.bench.generate import _memory_child; "
                 f"_memory_child({spec!r})")
         out = subprocess.run([sys.executable, "-c", code], check=True,
                              capture_output=True, text=True)
@@ -288,8 +287,8 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     linearly (flagged `extrapolated`; attention over a longer cache makes
     the true time somewhat larger). Times are the best of `repeats`.
     """
+    from ..sampling.decode import SamplerConfig, decode
     from .ar_baseline import ARConfig, CausalImageTransformer
-    from .sampling import SamplerConfig, decode
     cfg = transformer.config
     dev = next(transformer.parameters()).device
     g = torch.Generator().manual_seed(seed)
@@ -343,105 +342,3 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
             "fewer_passes_pct": 100 * (1 - masked["forward_passes"]
                                        / ar_row["forward_passes"]),
             "wall_time_ratio_ar_over_masked": ar_row["seconds"] / t_masked}
-
-
-# ------------------------------------------------------------ printing
-def _cmd_generate(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    quick = args.quick
-    batches = (1, 2) if quick else tuple(int(b) for b in
-                                         args.batches.split(","))
-    grids = tuple(int(g) for g in args.grids.split(","))
-    repeats = 1 if quick else args.repeats
-    parts = set(args.only.split(",")) if args.only else \
-        {"image", "table", "memory", "ar"}
-    pipe = load_pipeline(args.random_weights, args.preset, args.device)
-    c = pipe.transformer.config
-    what = (f"random-init {args.preset} preset" if args.random_weights
-            else "shipped weights")
-    print(f"transformer: {what}, width {c.dim}, {c.num_dual} dual + "
-          f"{c.num_single} single blocks, compress {c.compress}, "
-          f"{pipe.transformer.num_params() / 1e6:.2f} M params; device "
-          f"{pipe.device}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; best of {repeats} run(s)")
-    if "image" in parts:
-        r = time_image(pipe, 1, args.steps, args.size, repeats=repeats)
-        print(f"\n[a] one {args.size}x{args.size} image, batch 1, "
-              f"{args.steps} steps, CFG {r['guidance']}: {r['total_s']:.3f}"
-              f" s end to end (issue bar: <= 2 s on 2 cores)")
-        print(f"    text {r['text_s']:.3f} s | decode loop {r['loop_s']:.3f}"
-              f" s ({r['per_step_s'] * 1e3:.1f} ms/step; first "
-              f"{r['step_s'][0] * 1e3:.1f}, last {r['step_s'][-1] * 1e3:.1f})"
-              f" | VQ decode {r['vq_s']:.3f} s | other {r['other_s']:.3f} s")
-    if "table" in parts:
-        rows = bench_batch_grid(pipe, batches, grids, args.steps,
-                                repeats=repeats)
-        print(f"\n[b] per-step latency, s (whole batch, {args.steps} steps, "
-              "end to end, s) -- the paper's Table 5")
-        print("grid    px  compress" +
-              "".join(f"  batch {b:<9d}" for b in batches) + "  model")
-        for g in grids:
-            rs = [r for r in rows if r["grid"] == g]
-            cells = "".join(f"  {r['per_step_s']:.3f} ({r['image_s']:6.2f})"
-                            for r in rs)
-            print(f"{g:2d}x{g:<2d} {rs[0]['size_px']:4d}  "
-                  f"{'yes' if rs[0]['compress'] else 'no':8s}{cells}  "
-                  f"{rs[0]['model']}")
-    if "memory" in parts:
-        mb = batches if quick else (1, 2, 4, 8)
-        rows = peak_memory(mb, args.size, 2, args.random_weights,
-                           args.preset, args.device)
-        print(f"\n[c] peak memory vs batch at {args.size}x{args.size} -- "
-              f"the paper's Figure 5; {rows[0]['method']}")
-        for r in rows:
-            print(f"    batch {r['batch']}: peak {r['peak_mb']:.0f} MiB, "
-                  f"+{r['delta_mb']:.0f} MiB over the loaded baseline "
-                  f"{r['baseline_mb']:.0f} MiB")
-    if "ar" in parts:
-        g = args.size // pipe.vq.config.factor
-        r = bench_ar_vs_masked(pipe.transformer, g, args.steps,
-                               ar_tokens=args.ar_tokens, repeats=repeats)
-        m, a = r["masked"], r["ar"]
-        ext = f" (extrapolated from {a['tokens_timed']} tokens)" \
-            if a["extrapolated"] else ""
-        print(f"\n[d] decoding a {g}x{g} grid ({r['tokens']} tokens), batch"
-              f" 1, CFG {r['guidance']} (text encoding and VQ decoding "
-              "excluded)")
-        print(f"    masked, {args.steps} steps: {m['forward_passes']} "
-              f"forward passes, {m['positions']} positions, "
-              f"{m['seconds']:.3f} s ({m['params'] / 1e6:.2f} M params)")
-        print(f"    autoregressive + KV cache: {a['forward_passes']} forward "
-              f"passes, {a['positions']} positions, {a['seconds']:.3f} s"
-              f"{ext} ({a['params'] / 1e6:.2f} M params, same width/heads/"
-              "depth)")
-        print(f"    masked decoding needs {r['fewer_passes_pct']:.1f}% fewer "
-              f"forward passes; AR takes "
-              f"{r['wall_time_ratio_ar_over_masked']:.2f}x the wall time")
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register the `generate` benchmark on a bench subparser set."""
-    p = sub.add_parser(
-        "generate", help="latency, memory, masked vs autoregressive",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--random-weights", action="store_true",
-                   help="random-init transformer instead of the shipped one"
-                   " (same speed; works before the model exists)")
-    p.add_argument("--preset", default="lite",
-                   help="transformer preset with --random-weights")
-    p.add_argument("--quick", action="store_true",
-                   help="batches 1-2, one repeat")
-    p.add_argument("--only", default="",
-                   help="comma list of parts: image,table,memory,ar")
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--size", type=int, default=128, help="px, part a/c/d")
-    p.add_argument("--batches", default="1,2,4,8")
-    p.add_argument("--grids", default="8,16,32", help="token grid sides")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--ar-tokens", type=int, default=None,
-                   help="time only this many AR tokens and extrapolate")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.set_defaults(func=_cmd_generate)
-    return p

@@ -9,8 +9,8 @@ masked canvas with the new prompt. The sampler keeps every known token
 as it is, so everything outside the mask is unchanged token for token.
 
 Our choices where the official code has rough edges (spec 3 and 9):
-- the pixel mask reaches the token grid by a coverage rule (default: any
-  overlap), not by resizing it to the grid, so thin regions never vanish;
+- the pixel mask reaches the token grid by a coverage rule (`masks`), not
+  by resizing it to the grid, so thin regions never vanish;
 - no scheduler is shared or mutated: every edit uses the schedule it is
   given (cosine by default), over the tokens that start masked;
 - img2img re-masks exactly round(strength * L) tokens, so strength 1.0
@@ -25,22 +25,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .masking import mask_rate_level, mask_ratio
-from .pipeline import (
+from ..sampling.decode import SamplerConfig, cfg_mix, decode
+from ..sampling.masking import mask_rate_level, mask_ratio
+from ..sampling.pipeline import (
     DEFAULT_BLOB_NOISE,
     DEFAULT_GUIDANCE,
     DEFAULT_GUIDANCE_SCHEDULE,
     DEFAULT_STEPS,
 )
-from .sampling import SamplerConfig, cfg_mix, decode
-from .utils import to_pil
+from ..utils import to_pil
+from .masks import (
+    as_bool_mask,
+    box_to_mask,
+    check_extension,
+    check_token_mask,
+    extended_canvas,
+    pixel_mask_to_tokens,
+)
 
-RULES = ("any", "fraction", "official")
 REMASK = ("random", "confidence")
 IMAGE_MODES = ("RGB", "RGBA", "L")
 
@@ -70,101 +75,6 @@ class EditResult:
         kept = ~self.token_mask[t:t + h, left:left + w]
         region = self.tokens[t:t + h, left:left + w]
         return int((region != self.source_tokens)[kept].sum())
-
-
-# -- masks -------------------------------------------------------------------
-def _as_bool_mask(mask) -> np.ndarray:
-    """PIL '1'/'L' image (white = repaint) or a 2-D bool / 0-1 array."""
-    if isinstance(mask, Image.Image):
-        if mask.mode == "1":
-            return np.asarray(mask, dtype=bool)
-        if mask.mode == "L":
-            return np.asarray(mask, np.uint8) >= 128
-        raise ValueError(f"mask image must be mode '1' or 'L' (white = "
-                         f"repaint), got {mask.mode!r}; use "
-                         "mask.convert('L')")
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(  # noqa: TRY004 (the book's convention)
-            f"mask must be a PIL image, a numpy array or a "
-            f"tensor, got {type(mask).__name__}")
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    if mask.dtype != bool:
-        if not np.isin(mask, (0, 1)).all():
-            raise ValueError("a numeric mask must hold only 0 and 1; pass "
-                             "a bool array (e.g. mask > 0.5)")
-        mask = mask.astype(bool)
-    return mask
-
-
-def pixel_mask_to_tokens(mask, factor: int, rule: str = "any",
-                         threshold: float = 0.5,
-                         dilate: int = 0) -> torch.Tensor:
-    """Pixel mask (H, W) -> token mask (H/f, W/f) bool; True = regenerate.
-
-    Token (i, j) is decoded from the f x f pixel cell it covers. Rules:
-    "any" (default): masked if any pixel of its cell is masked, so every
-    masked pixel is regenerated and a 1-px line still masks a row of
-    tokens; "fraction": masked if at least `threshold` of the cell is;
-    "official": the released code's rule (Lanczos-resize the mask to the
-    grid, binarise at 0.5), kept to show that thin regions vanish.
-    `dilate` then grows the mask by that many tokens on every side
-    (MaskGIT pads its box by one token) for softer seams.
-    """
-    m = _as_bool_mask(mask)
-    if not isinstance(factor, numbers.Integral) or factor < 1:
-        raise ValueError(f"factor must be an int >= 1, got {factor!r}")
-    if rule not in RULES:
-        raise ValueError(f"unknown coverage rule {rule!r}; choose from "
-                         f"{', '.join(RULES)}")
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if not isinstance(dilate, numbers.Integral) or dilate < 0:
-        raise ValueError(f"dilate must be an int >= 0, got {dilate!r}")
-    H, W = m.shape
-    if H % factor or W % factor:
-        raise ValueError(f"mask size {W}x{H} must be divisible by the "
-                         f"token size {factor} px")
-    h, w = H // factor, W // factor
-    if rule == "official":
-        img = Image.fromarray(m.astype(np.uint8) * 255)
-        small = img.resize((w, h), Image.Resampling.LANCZOS)
-        tok = torch.from_numpy(np.asarray(small, np.uint8) >= 128)
-    else:
-        cells = torch.tensor(m).reshape(h, factor, w, factor)
-        tok = (cells.any(3).any(1) if rule == "any"
-               else cells.float().mean((1, 3)) >= threshold - 1e-9)
-    if dilate:
-        k = 2 * int(dilate) + 1
-        tok = F.max_pool2d(tok[None, None].float(), k, 1, int(dilate))[0, 0]
-    return tok.bool()
-
-
-def box_to_mask(box, size: tuple[int, int]) -> np.ndarray:
-    """Box (x0, y0, x1, y1) in pixels, half-open, -> bool mask (H, W).
-
-    `size` is (width, height) as PIL gives it; the box must lie inside.
-    """
-    if not isinstance(box, (tuple, list)) or len(box) != 4:
-        raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
-    vals = []
-    for v in box:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) \
-                or v != int(v):
-            raise ValueError(f"box coordinates must be whole pixels, got "
-                             f"{box!r}")
-        vals.append(int(v))
-    x0, y0, x1, y1 = vals
-    W, H = size
-    if not (0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H):
-        raise ValueError(f"box {tuple(vals)} must satisfy 0 <= x0 < x1 <= "
-                         f"{W} and 0 <= y0 < y1 <= {H} (inside the {W}x{H} "
-                         "image, non-empty)")
-    m = np.zeros((H, W), bool)
-    m[y0:y1, x0:x1] = True
-    return m
 
 
 # -- shared checks and the one decoding path ------------------------------
@@ -198,7 +108,9 @@ def _image_tensor(pipe, image) -> torch.Tensor:
     return x
 
 
-def _check_canvas(pipe, height: int, width: int, what: str) -> None:
+def check_canvas(pipe, height: int, width: int, what: str) -> None:
+    """A canvas of `height` x `width` px this model can decode (`what`
+    names it in the error)."""
     m = pipe.multiple
     if height % m or width % m:
         raise ValueError(f"{what} {width}x{height} must have sides that "
@@ -225,7 +137,7 @@ class _Job:
 
 def _job(pipe, prompt, negative_prompt, steps, guidance, aesthetic,
          temperature, schedule, height, width) -> _Job:
-    _check_canvas(pipe, height, width, "canvas")
+    check_canvas(pipe, height, width, "canvas")
     if not isinstance(prompt, str):
         raise ValueError(  # noqa: TRY004 (the book's convention)
             f"prompt must be a string ('' is unconditional), got "
@@ -281,17 +193,6 @@ def _result(pipe, tokens, token_mask, source, offset, mode, t0
                       source, offset, mode, time.perf_counter() - t0)
 
 
-def _check_token_mask(tok: torch.Tensor) -> None:
-    if not bool(tok.any()):
-        raise ValueError("the mask selects no token: there is nothing to "
-                         "inpaint (use the image as it is, or "
-                         "pipe.vq.reconstruct(image) for its tokens)")
-    if bool(tok.all()):
-        raise ValueError("the mask covers every token, which is plain "
-                         "text-to-image: call pipe(prompt) instead (or "
-                         "img2img with strength=1.0)")
-
-
 # -- the three edits ---------------------------------------------------------
 @torch.no_grad()
 def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
@@ -318,13 +219,13 @@ def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
         raise ValueError("give exactly one of mask= or box=")
     if box is not None:
         mask = box_to_mask(box, (W, H))
-    m = _as_bool_mask(mask)
+    m = as_bool_mask(mask)
     if m.shape != (H, W):
         raise ValueError(f"mask is {m.shape[1]}x{m.shape[0]} but the image "
                          f"is {W}x{H}: they must match")
     tok_mask = pixel_mask_to_tokens(m, pipe.vq.config.factor, rule,
                                     threshold, dilate)
-    _check_token_mask(tok_mask)
+    check_token_mask(tok_mask)
     t0 = time.perf_counter()
     source = pipe.vq.encode(x)[0].cpu()                     # (h, w)
     init = source.masked_fill(tok_mask, pipe.transformer.config.mask_id)
@@ -348,16 +249,9 @@ def outpaint(pipe, image, prompt: str = "", *, left: int = 0,
     generated under `prompt` (which should describe the whole canvas)."""
     x = _image_tensor(pipe, image)
     H, W = x.shape[-2:]
-    _check_canvas(pipe, H, W, "image")
-    amounts = {"left": left, "right": right, "top": top, "bottom": bottom}
-    m = pipe.multiple
-    for name, v in amounts.items():
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) \
-                or v < 0 or v % m:
-            raise ValueError(f"{name} must be an int >= 0 and a multiple "
-                             f"of {m} px, got {v!r}")
-    if not any(amounts.values()):
-        raise ValueError("outpaint needs left, right, top or bottom > 0")
+    check_canvas(pipe, H, W, "image")
+    check_extension(pipe.multiple, left=left, right=right, top=top,
+                    bottom=bottom)
     H2, W2 = H + top + bottom, W + left + right
     job = _job(pipe, prompt, negative_prompt, num_inference_steps,
                guidance_scale, aesthetic_score, temperature, schedule,
@@ -365,13 +259,9 @@ def outpaint(pipe, image, prompt: str = "", *, left: int = 0,
     t0 = time.perf_counter()
     f = pipe.vq.config.factor
     source = pipe.vq.encode(x)[0].cpu()
-    h, w = source.shape
     ot, ol = top // f, left // f
-    init = torch.full((H2 // f, W2 // f), pipe.transformer.config.mask_id,
-                      dtype=torch.long)
-    init[ot:ot + h, ol:ol + w] = source
-    tok_mask = torch.ones_like(init, dtype=torch.bool)
-    tok_mask[ot:ot + h, ol:ol + w] = False
+    init, tok_mask = extended_canvas(source, (H2 // f, W2 // f), (ot, ol),
+                                     pipe.transformer.config.mask_id)
     tokens = _generate(pipe, job, init, generator, callback)
     return _result(pipe, tokens, tok_mask, source, (ot, ol), "outpaint", t0)
 

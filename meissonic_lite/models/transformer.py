@@ -39,7 +39,8 @@ from .model_files import corrupt, read_model_file, to_float32, write_model_file
 __all__ = ["MeissonicTransformer", "TransformerConfig"]
 
 RopeMode = Literal["2d", "1d", "none", "learned"]
-WEIGHTS = Path(__file__).parent / "weights" / "transformer.safetensors"
+WEIGHTS = (Path(__file__).parent.parent / "weights"
+           / "transformer.safetensors")
 REBUILD = "meissonic-lite train --stage all --ship"
 
 

@@ -13,10 +13,8 @@ A cache is a directory:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,13 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .utils import atomic_write_bytes, autocast
-from .vq import VQModel, from_pretrained
-from .world.dataset import make_example
+from ..models.vq import VQModel, from_pretrained
+from ..utils import atomic_write_bytes, autocast
+from ..world.dataset import make_example
 
 FORMAT = 2
 STAGE_GRID = {1: 8, 2: 16, 3: 32, 4: 32}    # token grid side per stage
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REBUILD = "meissonic-lite extract --stage {stage} --out {out}"
 
 
@@ -158,52 +156,3 @@ def load_cache(path: str | os.PathLike,
                vq: VQModel | None = None) -> TokenCache:
     """Open a cache; with `vq`, also check its encoder made the tokens."""
     return TokenCache(path, vq.tokenizer_sha256 if vq is not None else None)
-
-
-def cmd_extract(args: argparse.Namespace) -> None:
-    """CLI face of `extract`."""
-    vq = from_pretrained(args.weights) if args.weights else None
-    out = args.out or f"cache/stage{args.stage}"
-    meta = extract(out, args.stage, args.n, args.seed, args.caption_style,
-                   args.p_clean, not args.clean, vq, args.batch, args.bf16)
-    print(f"wrote {meta['count']} token grids {meta['grid']}x"
-          f"{meta['grid']} ({meta['size']} px) to {out} in "
-          f"{meta['wall_time_s']} s")
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register the `extract` subcommand on an argparse subparsers."""
-    p = sub.add_parser("extract", help="tokenize a stage's training set "
-                       "once into a token cache")
-    p.add_argument("--stage", type=int, default=1, choices=(1, 2, 3, 4))
-    p.add_argument("-n", type=int, default=20000, help="images")
-    p.add_argument("--out", default=None,
-                   help="cache dir (default ./cache/stage<N>)")
-    p.add_argument("--seed", type=int, default=0, help="world seed")
-    p.add_argument("--caption-style", default="mixed",
-                   choices=("short", "long", "mixed"))
-    p.add_argument("--p-clean", type=float, default=0.3)
-    p.add_argument("--clean", action="store_true",
-                   help="no degradations at all")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast encoder (faster, a few tokens "
-                   "may differ)")
-    p.add_argument("--weights", default=None,
-                   help="VQ safetensors (default: the shipped one)")
-    p.set_defaults(func=cmd_extract)
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m meissonic_lite.token_cache` = `meissonic-lite extract`."""
-    p = argparse.ArgumentParser(prog="meissonic_lite.token_cache")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    argv = sys.argv[1:] if argv is None else argv
-    args = p.parse_args(["extract", *argv])
-    args.func(args)
-
-
-if __name__ == "__main__":
-    main()

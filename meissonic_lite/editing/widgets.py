@@ -1,6 +1,6 @@
 """An ipywidgets playground for generation and zero-shot editing (chapter 8).
 
-    from meissonic_lite.widgets import Playground
+    from meissonic_lite.editing.widgets import Playground
     pg = Playground(pipe)          # pipe = MeissonicLitePipeline...
     pg                             # shows it (JupyterLab, Colab)
 
@@ -23,8 +23,8 @@ import sys
 import torch
 from PIL import Image, ImageDraw
 
-from . import editing
-from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from . import edits
 
 BOX_COLOR = (255, 0, 255)
 
@@ -54,7 +54,7 @@ class Playground:
         self.image: Image.Image | None = None
         self.history: list[Image.Image] = []
         m = pipe.multiple
-        mh, mw = editing.max_canvas(pipe)
+        mh, mw = edits.max_canvas(pipe)
         size = max(m, min(size - size % m, mh, mw))
         self.prompt = W.Textarea(
             value="a photo of a red circle", description="prompt",
@@ -93,7 +93,7 @@ class Playground:
                                   description="px")
         self.strength = W.FloatSlider(value=0.5, min=0.0, max=1.0,
                                       step=0.05, description="strength")
-        self.remask = W.Dropdown(options=list(editing.REMASK),
+        self.remask = W.Dropdown(options=list(edits.REMASK),
                                  description="remask")
         self.apply_button = W.Button(description="Apply",
                                      button_style="primary")
@@ -195,14 +195,14 @@ class Playground:
         kw = self._settings()
         mode, prompt = self.mode.value, self.prompt.value
         if mode == "inpaint":
-            res = editing.inpaint(self.pipe, self.image, prompt=prompt,
+            res = edits.inpaint(self.pipe, self.image, prompt=prompt,
                                   box=self.box(), **kw)
         elif mode == "outpaint":
-            res = editing.outpaint(self.pipe, self.image, prompt,
+            res = edits.outpaint(self.pipe, self.image, prompt,
                                    **{self.side.value: self.amount.value},
                                    **kw)
         else:
-            res = editing.img2img(self.pipe, self.image, prompt,
+            res = edits.img2img(self.pipe, self.image, prompt,
                                   self.strength.value, self.remask.value,
                                   **kw)
         self.progress.value = self.progress.max

@@ -9,7 +9,7 @@ pre-norm decoder-only transformer with the same width, heads and total
 depth as a Meissonic config: [text states ; BOS ; image tokens in raster
 order], learned positions, causal attention, and a preallocated KV cache
 so each new token costs one single-position forward. Random weights are
-enough for timing; `bench.bench_ar_vs_masked` uses it.
+enough for timing; `bench.generate.bench_ar_vs_masked` uses it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .sampling import cfg_mix
+from ..sampling.decode import cfg_mix
 
 
 @dataclass

@@ -1,0 +1,59 @@
+"""`meissonic-lite gate`: train and judge a learnability gate on a curve
+(chapter 6).
+
+    meissonic-lite gate g0 --cond onehot --steps 400
+    meissonic-lite gate g0 --out runs/gate_g0 --sweep 16,3,4.5
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..training.gates import GateConfig, run_gate, sampler_sweep
+
+
+def cmd_gate(args: argparse.Namespace) -> None:
+    """Train and judge the gate, or (--sweep) judge its finished model."""
+    if args.sweep:
+        try:
+            settings = [tuple(float(v) for v in s.split(","))
+                        for s in args.sweep]
+        except ValueError as e:
+            raise ValueError(f"--sweep takes STEPS,CFG,TEMP triples, "
+                             f"got {args.sweep}") from e
+        if any(len(t) != 3 for t in settings):
+            raise ValueError("--sweep takes STEPS,CFG,TEMP triples, "
+                             f"got {args.sweep}")
+        sampler_sweep(args.out, settings, args.command_line)
+        return
+    cfg = GateConfig(**{k: getattr(args, k) for k in
+                        GateConfig.__dataclass_fields__})
+    run_gate(cfg, args.out, resume=args.resume, command=args.command_line)
+
+
+def add_parser(sub) -> None:
+    """Register `gate`; its defaults are `GateConfig`'s."""
+    d = GateConfig()
+    g = sub.add_parser("gate", help="train and judge a learnability gate "
+                       "(G0: one object, kind x colour) on a curve")
+    g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
+    g.add_argument("--out", default="runs/gate_g0")
+    for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
+                 "text_len", "heads", "conv_blocks",
+                 "eval_every", "eval_seeds", "sample_steps", "seed"):
+        g.add_argument("--" + name.replace("_", "-"), type=int,
+                       default=getattr(d, name))
+    for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema"):
+        g.add_argument("--" + name.replace("_", "-"), type=float,
+                       default=getattr(d, name))
+    g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)
+    g.add_argument("--schedule", default=d.schedule,
+                   choices=["constant", "cosine"])
+    g.add_argument("--cond", default=d.cond, choices=["clip", "onehot"])
+    g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
+    g.add_argument("--no-compress", dest="compress", action="store_false")
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP",
+                   help="instead of training, judge --out's finished model"
+                   " under these sampler settings (e.g. 16,3,4.5)")
+    g.set_defaults(func=cmd_gate)
