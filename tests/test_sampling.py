@@ -146,7 +146,7 @@ def test_blob_noise_changes_the_order_only_when_on(model):
     (dict(steps=0), "steps"), (dict(guidance_scale=-1.0), "guidance"),
     (dict(token_temperature=0.0), "temperature"), (dict(top_k=0), "top_k"),
     (dict(guidance_schedule="cosine"), "guidance_schedule"),
-    (dict(blob_noise=-1.0), "blob_noise"),
+    (dict(blob_noise=-1.0), "blob_noise"), (dict(order="spiral"), "order"),
 ])
 def test_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -173,3 +173,47 @@ def test_low_token_temperature_draws_the_most_likely_token(model):
                       torch.Generator().manual_seed(seed))
     assert all(torch.equal(draw(1e-3, s), best) for s in range(3))
     assert any(not torch.equal(draw(1.0, s), best) for s in range(3))
+
+
+def test_halton_ranks_cover_the_grid_and_spread_out():
+    from meissonic_lite.sampling.masking import halton_ranks
+    r = halton_ranks(8, 8)
+    assert sorted(r.flatten().tolist()) == list(range(64))
+    first8 = [divmod(int(p), 8) for p in r.flatten().argsort()[:8]]
+    assert len({y for y, _ in first8}) == 8     # every row once ...
+    assert len({x for _, x in first8}) == 8     # ... and every column
+    assert halton_ranks(3, 5).shape == (3, 5)
+
+
+@pytest.mark.parametrize("order", ["random", "halton"])
+def test_other_orders_decode_on_schedule_and_keep_known_tokens(model,
+                                                                order):
+    cond, uncond, micro = _inputs(model)
+    mid = model.config.mask_id
+    init = torch.randint(0, 64, (2, 4, 6))
+    init[:, 1:3, 1:4] = mid
+    keep = init != mid
+    counts, seen = [], []
+
+    def cb(i, tokens, conf):
+        counts.append(int((tokens == mid).sum()) // 2)
+        seen.append(tokens.clone())
+    out = decode(model, cond, uncond, micro, (4, 6),
+                 SamplerConfig(steps=3, order=order),
+                 torch.Generator().manual_seed(0), init_tokens=init,
+                 callback=cb)
+    assert (out != mid).all()
+    for t in seen:
+        assert torch.equal(t[keep], init[keep])
+    revealed = [6 - counts[0]] + [a - b for a, b in zip(counts, counts[1:])]
+    full = decode(model, cond, uncond, micro, (4, 6),
+                  SamplerConfig(steps=6, order=order),
+                  torch.Generator().manual_seed(0))
+    assert (full != mid).all() and sum(revealed) == 6
+    if order == "halton":  # the same positions whatever the prompt
+        first = []
+        decode(model, cond, uncond, micro, (4, 6),
+               SamplerConfig(steps=6, order=order),
+               torch.Generator().manual_seed(5),
+               callback=lambda i, t, c: first.append(t == mid))
+        assert torch.equal(first[0][0], first[0][1])

@@ -12,18 +12,23 @@ import argparse
 from ..training.gates import GateConfig, run_gate, sampler_sweep
 
 
+def _sweep_setting(text: str, every: list[str]) -> tuple:
+    """'16,3,4.5' or '16,3,0,halton' -> (16.0, 3.0, 4.5[, 'halton'])."""
+    parts = text.split(",")
+    try:
+        if len(parts) not in (3, 4):
+            raise ValueError
+        nums = tuple(float(v) for v in parts[:3])
+    except ValueError as e:
+        raise ValueError("--sweep takes STEPS,CFG,TEMP[,ORDER] settings, "
+                         f"got {every}") from e
+    return nums + tuple(parts[3:])
+
+
 def cmd_gate(args: argparse.Namespace) -> None:
     """Train and judge the gate, or (--sweep) judge its finished model."""
     if args.sweep:
-        try:
-            settings = [tuple(float(v) for v in s.split(","))
-                        for s in args.sweep]
-        except ValueError as e:
-            raise ValueError(f"--sweep takes STEPS,CFG,TEMP triples, "
-                             f"got {args.sweep}") from e
-        if any(len(t) != 3 for t in settings):
-            raise ValueError("--sweep takes STEPS,CFG,TEMP triples, "
-                             f"got {args.sweep}")
+        settings = [_sweep_setting(s, args.sweep) for s in args.sweep]
         sampler_sweep(args.out, settings, args.command_line)
         return
     cfg = GateConfig(**{k: getattr(args, k) for k in
@@ -53,7 +58,10 @@ def add_parser(sub) -> None:
     g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
     g.add_argument("--no-compress", dest="compress", action="store_false")
     g.add_argument("--resume", action="store_true")
-    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP",
+    g.add_argument("--order", default=d.order,
+                   choices=["confidence", "random", "halton"])
+    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP[,ORDER]",
                    help="instead of training, judge --out's finished model"
-                   " under these sampler settings (e.g. 16,3,4.5)")
+                   " under these sampler settings (e.g. 16,3,4.5 or "
+                   "16,3,0,halton)")
     g.set_defaults(func=cmd_gate)

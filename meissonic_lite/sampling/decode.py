@@ -10,6 +10,10 @@ l = l_u + s (l_c - l_u), with the empty prompt (or a negative prompt) as
 the unconditional input. The mask-rate level fed at each step is the
 canvas's actual masked fraction, on the same scale as in training.
 
+`order` picks which sampled tokens are kept: MaskGIT's confidence (the
+default), a random draw, or the Halton-MaskGIT order (Besnier et al.,
+2025), which spreads each step's tokens over the grid.
+
 Starting from a partly masked canvas (editing), the schedule runs over the
 tokens that start masked, so inpainting needs no special scheduler.
 
@@ -29,7 +33,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .masking import blob_keys, mask_rate_level, masked_count_after_step
+from .masking import (
+    blob_keys,
+    halton_ranks,
+    mask_rate_level,
+    masked_count_after_step,
+)
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
@@ -46,6 +55,7 @@ class SamplerConfig:
     top_k: int | None = None
     guidance_schedule: str = "constant"  # or "linear": 1 -> scale
     blob_noise: float = 0.0  # weight of a smooth field in the reveal noise
+    order: str = "confidence"  # which tokens to keep: or "random", "halton"
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -61,6 +71,9 @@ class SamplerConfig:
         if self.blob_noise < 0:
             raise ValueError(f"blob_noise must be >= 0, got "
                              f"{self.blob_noise}")
+        if self.order not in ("confidence", "random", "halton"):
+            raise ValueError(f"unknown order {self.order!r}; allowed: "
+                             "confidence, random, halton")
         if self.guidance_schedule not in ("constant", "linear"):
             raise ValueError(f"unknown guidance_schedule "
                              f"{self.guidance_schedule!r}; allowed: "
@@ -108,6 +121,23 @@ def blob_field(b: int, h: int, w: int,
     return k / k.std((1, 2), keepdim=True).clamp_min(1e-6)
 
 
+def _reveal_scores(logp: torch.Tensor, cfg: SamplerConfig, i: int,
+                   generator: torch.Generator | None,
+                   field) -> torch.Tensor:
+    """Higher = revealed sooner. MaskGIT: log p + annealed Gumbel noise;
+    "random": a uniform draw; "halton": the Halton-MaskGIT grid order,
+    blind to the model (chapter 7)."""
+    if cfg.order == "halton":
+        b, h, w = logp.shape
+        return -halton_ranks(h, w).to(logp).expand(b, h, w)
+    if cfg.order == "random":
+        return torch.rand(logp.shape, generator=generator).to(logp)
+    t0, t1 = cfg.gumbel_temperature
+    temp = t0 + (t1 - t0) * (i / max(cfg.steps - 1, 1))
+    return logp + temp * (_gumbel(logp.shape, generator, logp.device)
+                          + field)
+
+
 @torch.no_grad()
 def decode(model, cond: tuple[torch.Tensor, torch.Tensor],
            uncond: tuple[torch.Tensor, torch.Tensor] | None,
@@ -142,7 +172,6 @@ def decode(model, cond: tuple[torch.Tensor, torch.Tensor],
         micro_conds = torch.cat([micro_conds, micro_conds])
     L = h * w
     start = (tokens == mask_id).reshape(b, -1).sum(1)      # (B,)
-    t0, t1 = cfg.gumbel_temperature
     field = (cfg.blob_noise * blob_field(b, h, w, generator).to(device)
              if cfg.blob_noise > 0 else 0.0)
     for i in range(cfg.steps):
@@ -164,9 +193,7 @@ def decode(model, cond: tuple[torch.Tensor, torch.Tensor],
         sampled = torch.where(masked, sampled, tokens)     # keep known
         logp = torch.log(probs.gather(-1, sampled[..., None]).squeeze(-1)
                          .clamp_min(1e-30))
-        temp = t0 + (t1 - t0) * (i / max(cfg.steps - 1, 1))
-        noise = _gumbel(logp.shape, generator, device) + field
-        conf = logp + temp * noise
+        conf = _reveal_scores(logp, cfg, i, generator, field)
         conf = conf.masked_fill(~masked, float("inf"))     # never re-mask
         keep_masked = torch.tensor([
             masked_count_after_step(i, cfg.steps, int(start[j]),

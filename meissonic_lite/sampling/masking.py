@@ -202,3 +202,31 @@ def tokens_revealed_per_step(
         out.append(masked - new)
         masked = new
     return out
+
+
+def halton_ranks(h: int, w: int) -> torch.Tensor:
+    """(h, w) reveal rank of each position in the Halton-MaskGIT order
+    (Besnier et al., 2025): the 2-D Halton sequence (bases 2 and 3) walks
+    the grid so that each step's tokens are spread out, never clustered."""
+    if h < 1 or w < 1:
+        raise ValueError(f"need h, w >= 1, got {h}x{w}")
+    seen: dict[int, int] = {}
+    i = 1
+    while len(seen) < h * w:
+        pos = int(_radical_inverse(i, 3) * h) * w + int(
+            _radical_inverse(i, 2) * w)
+        seen.setdefault(pos, len(seen))
+        i += 1
+    ranks = torch.empty(h * w, dtype=torch.long)
+    ranks[torch.tensor(list(seen))] = torch.tensor(list(seen.values()))
+    return ranks.reshape(h, w)
+
+
+def _radical_inverse(i: int, base: int) -> float:
+    """The i-th element of the van der Corput sequence in `base`."""
+    f, r = 1.0, 0.0
+    while i:
+        f /= base
+        r += f * (i % base)
+        i //= base
+    return r

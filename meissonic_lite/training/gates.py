@@ -92,6 +92,7 @@ class GateConfig:
     sample_steps: int = 16
     guidance: float = 3.0
     gumbel: tuple[float, float] = (4.5, 0.0)
+    order: str = "confidence"      # the sampler's reveal order
     seed: int = 0
 
     def __post_init__(self):
@@ -103,6 +104,9 @@ class GateConfig:
         if self.cond not in ("clip", "onehot"):
             raise ValueError(f"cond must be 'clip' or 'onehot', got "
                              f"{self.cond!r}")
+        if self.order not in ("confidence", "random", "halton"):
+            raise ValueError(f"order must be confidence, random or "
+                             f"halton, got {self.order!r}")
         self.gumbel = tuple(self.gumbel)
 
 
@@ -119,7 +123,7 @@ def judge_gate(model, tok, conditioner, cfg: GateConfig,
         len(caps), -1)
     grid = cfg.size // tok.config.factor
     scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
-                         gumbel_temperature=cfg.gumbel)
+                         gumbel_temperature=cfg.gumbel, order=cfg.order)
     was = model.training
     model.eval()
     tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
@@ -193,12 +197,12 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     return out
 
 
-def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]],
-                  command: str = "") -> dict:
+def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
+                  ) -> dict:
     """Judge a finished gate run's model under other sampler settings
-    (steps, CFG, start choice temperature), one image per caption; writes
-    out/sweep.json, which records `command`. Tells a sampler problem from
-    a model problem."""
+    (steps, CFG, start choice temperature[, reveal order]), one image per
+    caption; writes out/sweep.json, which records `command`. Tells a
+    sampler problem from a model problem."""
     out = Path(out)
     cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
         "config"])
@@ -206,13 +210,14 @@ def sampler_sweep(out: str | Path, settings: list[tuple[int, float, float]],
     model = load_transformer(out / "model.safetensors")
     cond = _conditioner(cfg, text.from_pretrained())
     rows = []
-    for steps, guidance, temp in settings:
+    for steps, guidance, temp, *order in settings:
         c = replace(cfg, sample_steps=int(steps), guidance=guidance,
-                    gumbel=(temp, 0.0), eval_seeds=1)
+                    gumbel=(temp, 0.0), eval_seeds=1,
+                    order=order[0] if order else "confidence")
         r = judge_gate(model, tok, cond, c)
         r.pop("images")
         rows.append({"steps": int(steps), "guidance": guidance,
-                     "choice_temperature": temp, **r})
+                     "choice_temperature": temp, "order": c.order, **r})
         print(json.dumps(rows[-1]), flush=True)
     res = {"command": command, "rows": rows}
     (out / "sweep.json").write_text(json.dumps(res, indent=1))
