@@ -22,6 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .embeddings import (
+    Downsample,
+    MlmHead,
+    TimeTextEmbed,
+    TokenEmbed,
+    Upsample,
+)
 from .layers import (
     AdaLNZero,
     ConvNextBlock,
@@ -125,81 +132,6 @@ PRESETS: dict[str, TransformerConfig] = {
         num_dual=14, num_single=28, text_dim=1024, pooled_dim=1024,
         compress=True, rope_axes=(16, 56, 56), max_grid=(64, 64)),
 }
-
-
-class TokenEmbed(nn.Module):
-    """Embedding (codes + mask) -> RMSNorm -> 1x1 conv (no bias)."""
-
-    def __init__(self, vocab: int, dim: int, eps: float) -> None:
-        super().__init__()
-        self.embeddings = nn.Embedding(vocab, dim)
-        self.layer_norm = RMSNorm(dim, eps)
-        self.conv = nn.Linear(dim, dim, bias=False)  # a 1x1 conv
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.layer_norm(self.embeddings(ids)))
-
-
-class Downsample(nn.Module):
-    """RMSNorm over channels, then a 2x2 stride-2 conv (no bias)."""
-
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.norm = RMSNorm(dim, eps)
-        self.conv = nn.Conv2d(dim, dim, 2, stride=2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, H, W, C) channels-last -> (B, H/2, W/2, C); as a linear map
-        # on 2x2 patches, weight (out, in, kh, kw) -> (out, kh*kw*in)
-        b, h, w, c = x.shape
-        x = self.norm(x).reshape(b, h // 2, 2, w // 2, 2, c)
-        x = x.transpose(2, 3).reshape(b, h // 2, w // 2, 4 * c)
-        wt = self.conv.weight.permute(0, 2, 3, 1).reshape(c, 4 * c)
-        return F.linear(x, wt)
-
-
-class Upsample(nn.Module):
-    """RMSNorm over channels, then a 2x2 stride-2 transposed conv."""
-
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.norm = RMSNorm(dim, eps)
-        self.conv = nn.ConvTranspose2d(dim, dim, 2, stride=2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, h, w, C) -> (B, 2h, 2w, C): each token emits a 2x2 patch
-        b, h, w, c = x.shape
-        wt = self.conv.weight.permute(2, 3, 1, 0).reshape(4 * c, c)
-        y = F.linear(self.norm(x), wt).reshape(b, h, w, 2, 2, c)
-        return y.transpose(2, 3).reshape(b, 2 * h, 2 * w, c)
-
-
-class MlmHead(nn.Module):
-    """1x1 conv -> RMSNorm -> 1x1 conv to codebook logits (no biases)."""
-
-    def __init__(self, dim: int, codebook: int, eps: float) -> None:
-        super().__init__()
-        self.conv1 = nn.Linear(dim, dim, bias=False)
-        self.layer_norm = RMSNorm(dim, eps)
-        self.conv2 = nn.Linear(dim, codebook, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.layer_norm(self.conv1(x)))
-
-
-class TimeTextEmbed(nn.Module):
-    """temb = MLP_t(sin(level)) + MLP_p(c): diffusers'
-    CombinedTimestepTextProjEmbeddings as Meissonic uses it."""
-
-    def __init__(self, level_dim: int, dim: int) -> None:
-        super().__init__()
-        self.level_dim = level_dim
-        self.timestep_embedder = MLPEmbed(level_dim, dim)
-        self.text_embedder = MLPEmbed(dim, dim)
-
-    def forward(self, level: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        t = sinusoid(level, self.level_dim).to(c.dtype)  # (B, level_dim)
-        return self.timestep_embedder(t) + self.text_embedder(c)
 
 
 class MeissonicTransformer(nn.Module):
