@@ -248,7 +248,7 @@ def test_conv_blocks_are_opt_in_and_start_neutral():
     extra = conv.num_params() - plain.num_params()
     d = conv.config.dim
     per_block = 9 * d + d + (d * 4 * d + 4 * d) + (4 * d * d + d) \
-        + (d * 2 * d + 2 * d)
+        + (d * 3 * d + 3 * d)
     assert extra == 2 * per_block
     fresh = MeissonicTransformer(conv.config)
     for blk in list(fresh.down_convs) + list(fresh.up_convs):
@@ -256,6 +256,8 @@ def test_conv_blocks_are_opt_in_and_start_neutral():
     b, h, w = 2, 4, 6
     args = _inputs(conv.config, b, h, w)
     assert conv(*args).shape == (b, conv.config.codebook_size, h, w)
+    x = torch.randn(b, h, w, d)                  # zero gate: the identity
+    assert torch.equal(fresh.down_convs[0](x, torch.randn(b, d)), x)
     with pytest.raises(ValueError, match="ConvNeXt"):
         to_official_state_dict(conv)
     with pytest.raises(ValueError, match="conv_blocks"):

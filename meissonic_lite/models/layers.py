@@ -267,10 +267,13 @@ class SingleStreamBlock(nn.Module):
 class ConvNextBlock(nn.Module):
     """aMUSEd's ConvNeXt block (diffusers `ConvNextBlock`, without its
     global response norm), which Meissonic dropped: depthwise 3x3 conv ->
-    RMSNorm -> Linear(d, r d) -> GELU -> Linear(r d, d), plus the input,
-    then (1 + scale) x + shift from temb (zero-initialised). It mixes each
+    RMSNorm -> Linear(d, r d) -> GELU -> Linear(r d, d). It mixes each
     position with its 8 neighbours, a locality the attention has to learn
-    (chapter 5's lever for a model trained on a CPU's worth of images)."""
+    (chapter 5's lever for a model trained on a CPU's worth of images).
+    Conditioned like Meissonic's own blocks, not like aMUSEd's: AdaLN-Zero
+    shifts and scales the normalised input and gates the residual, with
+    the gate at zero, so the block starts as the identity. (aMUSEd scales
+    the whole stream after the residual; on gate G0 that learnt slower.)"""
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0,
                  eps: float = 1e-6) -> None:
@@ -281,12 +284,13 @@ class ConvNextBlock(nn.Module):
         self.norm = RMSNorm(dim, eps)
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
-        self.ada = AdaLNZero(dim, 2)
+        self.ada = AdaLNZero(dim, 3)
 
     def forward(self, x: torch.Tensor,
                 temb_act: torch.Tensor) -> torch.Tensor:
         """x (B, h, w, d) channels-last, temb_act (B, d) -> (B, h, w, d)."""
+        shift, scale, gate = (t[:, None] for t in self.ada(temb_act))
         y = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        y = self.fc2(F.gelu(self.fc1(self.norm(y)), approximate="tanh"))
-        scale, shift = self.ada(temb_act)  # each (B, 1, d)
-        return torch.addcmul(shift[:, None], x + y, 1 + scale[:, None])
+        y = torch.addcmul(shift, self.norm(y), 1 + scale)
+        y = self.fc2(F.gelu(self.fc1(y), approximate="tanh"))
+        return torch.addcmul(x, gate, y)
