@@ -168,6 +168,18 @@ def test_resume_with_another_config_is_refused(tmp_path):
         tr2.fit(resume=True)
 
 
+def test_a_config_field_added_later_takes_its_default_on_resume(tmp_path):
+    from meissonic_lite.training.checkpoint import check_same_model
+    now = {"num_heads": 3, "conv_blocks": 0}
+    check_same_model({"num_heads": 3}, now, "x.pt", {"conv_blocks": 0})
+    with pytest.raises(ValueError, match="conv_blocks"):
+        check_same_model({"num_heads": 3}, {"num_heads": 3,
+                                            "conv_blocks": 2},
+                         "x.pt", {"conv_blocks": 0})
+    with pytest.raises(ValueError, match="different model config"):
+        check_same_model({"num_heads": 3}, now, "x.pt")
+
+
 def test_corrupt_and_missing_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")

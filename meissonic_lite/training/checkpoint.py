@@ -42,8 +42,13 @@ def load_checkpoint(path: str | Path) -> dict:
                          "and resume from an older one or retrain") from e
 
 
-def check_same_model(saved: dict, current: dict, path: str | Path) -> None:
-    """Refuse to resume when the model config differs from the saved one."""
+def check_same_model(saved: dict, current: dict, path: str | Path,
+                     defaults: dict | None = None) -> None:
+    """Refuse to resume when the model config differs from the saved one.
+    A field the checkpoint predates counts as its default (`defaults`), so
+    adding an option to a config does not orphan older checkpoints."""
+    saved = {**{k: v for k, v in (defaults or {}).items() if k in current},
+             **saved}
     diff = {k: (saved.get(k), current.get(k))
             for k in set(saved) | set(current)
             if saved.get(k) != current.get(k)}

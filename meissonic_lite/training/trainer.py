@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import torch
@@ -69,6 +69,17 @@ class TrainConfig:
         if not 0.0 <= self.blob_masks <= 1.0:
             raise ValueError(f"blob_masks must be in [0, 1], got "
                              f"{self.blob_masks}")
+
+
+def _config_defaults(model: nn.Module) -> dict:
+    """The defaults of the model's config dataclass, if it has one."""
+    cfg = getattr(model, "config", None)
+    if not is_dataclass(cfg):
+        return {}
+    try:
+        return asdict(type(cfg)())
+    except TypeError:  # a config without defaults for every field
+        return {}
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -175,7 +186,8 @@ class Trainer:
         """Restore model, optimizer, scheduler and step from a checkpoint."""
         path = Path(path) if path else self.out / LATEST
         ck = load_checkpoint(path)
-        check_same_model(ck["model_config"], self.model_config, path)
+        check_same_model(ck["model_config"], self.model_config, path,
+                         _config_defaults(self.raw))
         self.raw.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
