@@ -99,6 +99,44 @@ def test_run_gate_writes_a_curve_and_resumes(tmp_path):
     assert (tmp_path / "sweep.json").is_file()
 
 
+def test_a_resume_point_carries_a_run_on_and_refuses_bad_input(tmp_path,
+                                                               tok):
+    """The small file a session commits: fp16 weights + where the run
+    stands; --init continues the count of images seen (chapter 6)."""
+    from meissonic_lite import cli
+    from meissonic_lite.models.model_files import ModelFileError
+    from meissonic_lite.training.resume_point import export_resume_point
+    run, point = tmp_path / "run", tmp_path / "point.safetensors"
+    cfg = gates.GateConfig(n_images=48, steps=2, batch_size=8,
+                           eval_every=2, eval_seeds=1, sample_steps=2,
+                           cond="onehot")
+    gates.run_gate(cfg, run)
+    cli.main(["gate", "g0", "--out", str(run), "--export", str(point)])
+    assert point.stat().st_size < (run / "latest.pt").stat().st_size / 1.5
+    nxt = gates.GateConfig(**{**cfg.__dict__, "init": str(point)})
+    res = gates.run_gate(nxt, tmp_path / "next")
+    assert res["start_images"] == 16
+    assert res["points"][-1]["images_seen"] == 32
+    with pytest.raises(FileNotFoundError, match="nope"):
+        gates.run_gate(gates.GateConfig(**{**nxt.__dict__, "init": str(
+            tmp_path / "nope.safetensors")}), tmp_path / "x")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+    with pytest.raises(ModelFileError, match="bad.safetensors"):
+        gates.run_gate(gates.GateConfig(**{**nxt.__dict__,
+                                           "init": str(bad)}),
+                       tmp_path / "x")
+    with pytest.raises(ValueError, match="num_heads"):
+        gates.run_gate(gates.GateConfig(**{**nxt.__dict__, "heads": 2}),
+                       tmp_path / "x")
+    other = tmp_path / "other.safetensors"
+    export_resume_point(run / "latest.pt", other, 0, 8, "another-vq")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        gates.run_gate(gates.GateConfig(**{**nxt.__dict__,
+                                           "init": str(other)}),
+                       tmp_path / "x")
+
+
 def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
     from meissonic_lite import cli
     with pytest.raises(SystemExit, match="STEPS,CFG,TEMP"):

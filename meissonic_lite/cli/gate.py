@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.gates import GateConfig, run_gate, sampler_sweep
+from ..training.gates import GateConfig, export_gate, run_gate, sampler_sweep
 
 
 def _sweep_setting(text: str, every: list[str]) -> tuple:
@@ -26,7 +26,13 @@ def _sweep_setting(text: str, every: list[str]) -> tuple:
 
 
 def cmd_gate(args: argparse.Namespace) -> None:
-    """Train and judge the gate, or (--sweep) judge its finished model."""
+    """Train and judge the gate, or (--sweep) judge its finished model,
+    or (--export) write its latest checkpoint as a resume point."""
+    if args.export:
+        notes = export_gate(args.out, args.export, args.command_line)
+        print(f"resume point {args.export}: {notes['images_seen']} images "
+              f"seen; continue with --init {args.export}")
+        return
     if args.sweep:
         settings = [_sweep_setting(s, args.sweep) for s in args.sweep]
         sampler_sweep(args.out, settings, args.command_line)
@@ -58,6 +64,12 @@ def add_parser(sub) -> None:
     g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
     g.add_argument("--no-compress", dest="compress", action="store_false")
     g.add_argument("--resume", action="store_true")
+    g.add_argument("--init", default=d.init, metavar="PATH",
+                   help="start from this resume point (fresh optimizer "
+                   "with --warmup; images seen carry on)")
+    g.add_argument("--export", metavar="PATH",
+                   help="instead of training, write --out's latest "
+                   "checkpoint as a resume point (fp16, one file)")
     g.add_argument("--order", default=d.order,
                    choices=["confidence", "random", "halton"])
     g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP[,ORDER]",

@@ -36,6 +36,7 @@ from ..sampling.masking import mask_rate_level
 from ..utils import to_uint8
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score
+from .checkpoint import LATEST
 from .gate_data import (
     BACKGROUND,
     ClipText,
@@ -46,6 +47,7 @@ from .gate_data import (
     g0_pairs,
     snap_to_flat,
 )
+from .resume_point import export_resume_point, load_resume_point
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "GateConfig",
     "OneHotText",
     "edge_interior_accuracy",
+    "export_gate",
     "flat_codes",
     "g0_caption",
     "g0_images",
@@ -93,6 +96,8 @@ class GateConfig:
     guidance: float = 3.0
     gumbel: tuple[float, float] = (4.5, 0.0)
     order: str = "confidence"      # the sampler's reveal order
+    init: str = ""                 # start from this resume point (fresh
+    #                                optimizer, warmup; images carry on)
     seed: int = 0
 
     def __post_init__(self):
@@ -224,6 +229,19 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
     return res
 
 
+def export_gate(out: str | Path, path: str | Path, command: str = ""
+                ) -> dict:
+    """Write run `out`'s latest checkpoint as a resume point at `path`
+    (one small file a session can commit; `--init` continues from it)."""
+    out = Path(out)
+    curve = json.loads((out / "curve.json").read_text())
+    cfg = GateConfig(**curve["config"])
+    tok = vq_mod.from_pretrained()
+    return export_resume_point(out / LATEST, path,
+                               curve.get("start_images", 0), cfg.batch_size,
+                               tok.tokenizer_sha256, command)
+
+
 def _conditioner(cfg: GateConfig, enc):
     """The gate's text path: the CLIP encoder, or one-hot vectors."""
     return (ClipText(enc, cfg.text_len) if cfg.cond == "clip" else
@@ -271,6 +289,12 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         num_heads=cfg.heads, conv_blocks=cfg.conv_blocks)
     torch.manual_seed(cfg.seed)
     model = MeissonicTransformer(mcfg)
+    start = 0                      # images seen before this run
+    if cfg.init:
+        state, notes = load_resume_point(cfg.init, mcfg,
+                                         tok.tokenizer_sha256)
+        model.load_state_dict(state)
+        start = notes["images_seen"]
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, warmup=cfg.warmup, schedule=cfg.schedule,
                        cfg_dropout=cfg.cfg_dropout, seed=cfg.seed,
@@ -292,14 +316,14 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
             e = judge_gate(trainer.ema.module, tok, conditioner, cfg)
             _save_grid(e.pop("images"), out / f"grid_ema_{step:05d}.png")
             r.update({f"ema_{k}": v for k, v in e.items() if k != "n"})
-        r.update(step=step, images_seen=step * cfg.batch_size,
+        r.update(step=step, images_seen=start + step * cfg.batch_size,
                  train_s=round(trainer.train_seconds, 1),
                  judge_s=round(time.perf_counter() - t, 1))
         curve[:] = [p for p in curve if p["step"] < step] + [r]
         print(json.dumps(r), flush=True)
         curve_path.write_text(json.dumps(
             {"config": asdict(cfg), "prep_s": round(prep_s, 1),
-             "points": curve}, indent=1))
+             "start_images": start, "points": curve}, indent=1))
 
     trainer.fit(resume=resume, on_sample=on_sample)
     save_transformer(model, out / "model.safetensors")

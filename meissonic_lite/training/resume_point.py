@@ -1,0 +1,77 @@
+"""A resume point that a run carries from one session to the next
+(chapter 6).
+
+A session's background processes end with it, and a checkpoint with its
+optimizer state (`latest.pt`, ~70 MB in fp32) is too big to commit each
+time. The resume point is one small file instead: the model's weights in
+fp16 with its config, plus where the run stands (images seen, the
+tokenizer whose codes it learnt, the command) in the config's free-form
+`extra` notes. The next session starts a fresh optimizer from it with a
+short warmup. Loading refuses, with the file named, a point made for
+another model config or another tokenizer, and a missing or corrupt file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..models.model_files import read_model_file, to_float32
+from ..models.transformer import MeissonicTransformer, TransformerConfig
+from .checkpoint import load_checkpoint
+
+__all__ = ["export_resume_point", "load_resume_point"]
+
+REBUILD = "meissonic-lite gate g0 --out RUN --export PATH"
+
+
+def export_resume_point(checkpoint: str | Path, path: str | Path,
+                        images_before: int, batch_size: int,
+                        tokenizer_sha256: str, command: str = "") -> dict:
+    """Write a run's checkpoint (`latest.pt`) as a resume point at `path`:
+    fp16 weights and config, with the images seen (`images_before` the
+    run plus its steps x `batch_size`), the tokenizer and the command in
+    `config.extra["resume"]`. Returns those notes."""
+    ck = load_checkpoint(checkpoint)
+    cfg = TransformerConfig(**ck["model_config"])
+    seen = int(images_before) + int(ck["step"]) * int(batch_size)
+    notes = {"images_seen": seen, "step": int(ck["step"]),
+             "tokenizer_sha256": tokenizer_sha256, "command": command,
+             "from": str(checkpoint)}
+    cfg.extra = {**cfg.extra, "resume": notes}
+    model = MeissonicTransformer(cfg)
+    model.load_state_dict(ck["model"])
+    model.save_pretrained(path, torch.float16)
+    return notes
+
+
+def load_resume_point(path: str | Path, config: TransformerConfig,
+                      tokenizer_sha256: str) -> tuple[dict, dict]:
+    """(state, notes) of the resume point at `path`, checked against the
+    model config and tokenizer of the run that wants to continue it."""
+    saved, state = read_model_file(path, "resume point", REBUILD)
+    notes = (saved.get("extra") or {}).get("resume")
+    if notes is None:
+        raise ValueError(f"{path} is a model file, not a resume point (no "
+                         f"extra.resume notes); make one with: {REBUILD}")
+    want = asdict(config)
+    saved = {**asdict(TransformerConfig()), **saved}  # fields added later
+    diff = sorted(k for k in set(saved) | set(want) if k != "extra"
+                  and _norm(saved.get(k)) != _norm(want.get(k)))
+    if diff:
+        pretty = ", ".join(f"{k}: saved {saved.get(k)!r} vs now "
+                           f"{want.get(k)!r}" for k in diff)
+        raise ValueError(f"resume point {path} was made with a different "
+                         f"model config ({pretty}); use the same options")
+    if notes.get("tokenizer_sha256") != tokenizer_sha256:
+        raise ValueError(f"resume point {path} learnt the codes of another "
+                         f"tokenizer ({notes.get('tokenizer_sha256')}); "
+                         f"this run's is {tokenizer_sha256}")
+    return to_float32(state), notes
+
+
+def _norm(v):
+    """JSON turns tuples into lists; compare them alike."""
+    return list(v) if isinstance(v, tuple) else v
