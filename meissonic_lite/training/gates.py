@@ -205,9 +205,9 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
 def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
                   ) -> dict:
     """Judge a finished gate run's model under other sampler settings
-    (steps, CFG, start choice temperature[, reveal order]), one image per
-    caption; writes out/sweep.json, which records `command`. Tells a
-    sampler problem from a model problem."""
+    (steps, CFG, start choice temperature[, reveal order]), as many images
+    per caption as the run's evaluations; writes out/sweep.json, which
+    records `command`. Tells a sampler problem from a model problem."""
     out = Path(out)
     cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
         "config"])
@@ -217,7 +217,7 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
     rows = []
     for steps, guidance, temp, *order in settings:
         c = replace(cfg, sample_steps=int(steps), guidance=guidance,
-                    gumbel=(temp, 0.0), eval_seeds=1,
+                    gumbel=(temp, 0.0),
                     order=order[0] if order else "confidence")
         r = judge_gate(model, tok, cond, c)
         r.pop("images")
