@@ -32,8 +32,13 @@ from pathlib import Path
 
 import torch
 
+from ..models import vq
+from ..models.pretrained import load_text_encoder
+from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.decode import SamplerConfig, decode
 from ..sampling.pipeline import MeissonicLitePipeline
 from ..utils import best_seconds, pick_device, sync
+from .ar_baseline import ARConfig, CausalImageTransformer
 
 PROMPT = "two red circles above a blue square"
 
@@ -42,7 +47,6 @@ PROMPT = "two red circles above a blue square"
 def random_transformer(preset: str, vq, text_encoder, compress: bool = True):
     """A randomly initialised transformer of `preset`, sized to the VQ and
     text encoder (as `training.stages.model_config` does)."""
-    from ..models.transformer import MeissonicTransformer, TransformerConfig
     n = vq.config.num_codes
     cfg = TransformerConfig.preset(
         preset, codebook_size=n, vocab_size=n + 1,
@@ -57,8 +61,6 @@ def load_pipeline(random_weights: bool = False, preset: str = "lite",
     `preset` transformer (compressed, as stages 3-4 ship it)."""
     if not random_weights:
         return MeissonicLitePipeline.from_pretrained(device, **paths)
-    from ..models import vq
-    from ..models.pretrained import load_text_encoder
     v = vq.from_pretrained(paths.get("vq_path"))
     te = load_text_encoder(paths.get("text_encoder_path"))
     torch.manual_seed(0)
@@ -72,7 +74,6 @@ def with_compress(pipe: MeissonicLitePipeline, compress: bool
     compression setting (same width/depth); plus a label saying which."""
     if pipe.transformer.config.compress == compress:
         return pipe, "as loaded"
-    from ..models.transformer import MeissonicTransformer
     torch.manual_seed(0)
     tr = MeissonicTransformer(replace(pipe.transformer.config,
                                       compress=compress))
@@ -287,8 +288,6 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     linearly (flagged `extrapolated`; attention over a longer cache makes
     the true time somewhat larger). Times are the best of `repeats`.
     """
-    from ..sampling.decode import SamplerConfig, decode
-    from .ar_baseline import ARConfig, CausalImageTransformer
     cfg = transformer.config
     dev = next(transformer.parameters()).device
     g = torch.Generator().manual_seed(seed)

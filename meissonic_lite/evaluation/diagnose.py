@@ -15,10 +15,19 @@ the command with the figures (`meissonic-lite diagnose`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models import text
+from ..models import vq as vq_mod
+from ..models.pretrained import load_transformer, transformer_from_config
 from ..sampling.masking import mask_rate_level
+from ..training.checkpoint import load_checkpoint
+from ..training.clip_data import change_kind
+from ..world.captions import caption
 from ..world.dataset import ShapesDataset, to_tensor
 
 
@@ -96,10 +105,7 @@ def prompt_use(model, vq, text_encoder, n: int = 64, size: int = 128,
     `kind_gain` = CE(other kind) - CE(true) well above 0; one that ignores
     the kind word sits at 0 however much `text_gain` the colours give.
     """
-    import numpy as np
 
-    from ..training.clip_data import change_kind
-    from ..world.captions import caption
     if not 0 < rate <= 1:
         raise ValueError(f"mask rate must lie in (0, 1], got {rate}")
     examples, tokens, micro = _clean_examples(model, vq, n, size, seed)
@@ -209,10 +215,7 @@ def loss_split(model, vq, text_encoder, n: int = 64, size: int = 128,
 def load_model(path):
     """A transformer from a trainer checkpoint (`latest.pt`: returns its
     step too) or a safetensors file (step None), in eval mode."""
-    from pathlib import Path
 
-    from ..models.pretrained import load_transformer, transformer_from_config
-    from ..training.checkpoint import load_checkpoint
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_transformer(path), None
@@ -231,8 +234,6 @@ def probe(name: str, checkpoint: str, vq: str | None = None, n: int = 64,
     """Run probe `name` (one of `PROBES`) on a checkpoint with the VQ it
     was trained on (default: the shipped one); the record keeps `command`,
     so a stored figure says how it was made."""
-    from ..models import text
-    from ..models import vq as vq_mod
     torch.set_num_threads(2)
     model, step = load_model(checkpoint)
     res = PROBES[name](model, vq_mod.from_pretrained(vq),

@@ -29,8 +29,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..editing import edits
+from ..models.text import from_pretrained
 from ..sampling.decode import SamplerConfig
-from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..sampling.pipeline import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
+    MeissonicLitePipeline,
+)
 from ..utils import to_pil
 from ..world import vocab
 from ..world.captions import caption
@@ -256,7 +261,6 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
                          f"{edits.REMASK}, got {strength}, {remask!r}")
     edits.check_canvas(pipe, size, size, "size")
     if clip == "auto":     # the base CLIP: not the model being judged
-        from ..models.text import from_pretrained
         try:
             clip = from_pretrained()
         except (FileNotFoundError, RuntimeError):
@@ -329,7 +333,6 @@ def run_benchmark(n: int = 40, seed: int = 0, tasks: tuple[str, ...] = TASKS,
     """The edit benchmark on the shipped pipeline at 128 px, as
     `meissonic-lite eval edits` runs it: the report of `edit_benchmark`
     with the `command` that made it and the wall time."""
-    from ..sampling.pipeline import MeissonicLitePipeline
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     t0 = time.perf_counter()
     rep = edit_benchmark(pipe, n, seed, 128, tuple(tasks), steps, guidance,

@@ -19,8 +19,18 @@ from pathlib import Path
 
 import torch
 
+from ..evaluation.judge import ACCEPT_SCORE
+from ..evaluation.t2i_eval import aesthetic_gap, evaluate_geneval
 from ..models.pretrained import DEFAULT as TRANSFORMER_WEIGHTS
 from ..models.vq import DEFAULT_WEIGHTS as VQ_WEIGHTS
+from ..models.vq import from_pretrained
+from ..sampling.pipeline import (
+    DEFAULT_BLOB_NOISE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_GUIDANCE_SCHEDULE,
+    DEFAULT_STEPS,
+    MeissonicLitePipeline,
+)
 from ..utils import atomic_write_bytes
 
 WEIGHTS_DIR = TRANSFORMER_WEIGHTS.parent
@@ -50,14 +60,6 @@ def loss_curve(log: Path, every: int = 50) -> list[list[float]]:
 def measure(steps: int | None = None, guidance: float | None = None,
             progress: bool = True) -> dict:
     """Every bar of the shipped model, on the shipped files."""
-    from ..evaluation.t2i_eval import aesthetic_gap, evaluate_geneval
-    from ..sampling.pipeline import (
-        DEFAULT_BLOB_NOISE,
-        DEFAULT_GUIDANCE,
-        DEFAULT_GUIDANCE_SCHEDULE,
-        DEFAULT_STEPS,
-        MeissonicLitePipeline,
-    )
     pipe = MeissonicLitePipeline.from_pretrained(device="cpu")
     steps = steps or DEFAULT_STEPS
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
@@ -79,7 +81,6 @@ def _ship_tokenizer(stages: dict, vq: str | Path | None, dest: Path
                     ) -> Path:
     """The VQ the stages were trained on, copied to `dest` if `vq` names
     it; refuses a tokenizer whose tokens differ from the stages' own."""
-    from ..models.vq import from_pretrained
     shas = {m["data"].get("tokenizer_sha256") for m in stages.values()}
     if len(shas) != 1:
         raise ValueError(f"the four stages were trained on different "
@@ -196,7 +197,6 @@ def _measured_with() -> dict:
     """What else decides the figures: the VQ that decodes the images (a
     decoder fine-tune keeps the tokens but changes the pictures) and the
     judge's acceptance threshold."""
-    from ..evaluation.judge import ACCEPT_SCORE
     return {VQ_WEIGHTS.name: _sha(VQ_WEIGHTS),
             "judge_accept_score": ACCEPT_SCORE}
 

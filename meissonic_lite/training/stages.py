@@ -23,8 +23,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
+from ..models import text, vq
+from ..models.pretrained import save_transformer
 from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.pipeline import MeissonicLitePipeline
+from ..world.grid import captioned_grid
+from .token_cache import extract, load_cache
 from .trainer import TrainConfig, Trainer
 
 
@@ -82,7 +88,6 @@ def model_config(spec: StageSpec, vq_codes: int, text_dim: int,
 
 def init_from_previous(model: MeissonicTransformer, path: Path) -> list:
     """Load the previous stage; only new compression layers may be new."""
-    from safetensors.torch import load_file
     if not path.is_file():
         raise FileNotFoundError(f"stage weights {path} not found: run the "
                                 "previous stage first")
@@ -131,8 +136,6 @@ class StageSampler:
 
     def __init__(self, vq, text_encoder, spec: StageSpec, out: Path,
                  device: str):
-        from ..sampling.pipeline import MeissonicLitePipeline
-        from ..world.grid import captioned_grid
         self.pipeline, self.grid = MeissonicLitePipeline, captioned_grid
         self.vq, self.enc, self.spec = vq, text_encoder, spec
         self.out, self.device = Path(out), device
@@ -171,9 +174,6 @@ def run_stage(stage: int, runs: str | Path = "runs/t2i",
     `vq_path` trains on another tokenizer's tokens (default: the shipped
     one), e.g. a candidate VQ that must ship together with this model.
     `command` is the command line the manifest records."""
-    from ..models import text, vq
-    from ..models.pretrained import save_transformer
-    from .token_cache import extract, load_cache
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}")
     spec = STAGES[stage]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from ..models.vq import VQModel, from_pretrained
@@ -87,7 +88,6 @@ def extract(out: str | os.PathLike, stage: int = 1, n: int = 20000,
 def save_cache(out: Path, tokens: torch.Tensor, conds: torch.Tensor,
                captions: list[str], meta: dict) -> None:
     """Write the three files; meta.json last so a crash leaves no meta."""
-    from safetensors.torch import save
     out = _check_out(Path(out))
     meta_path = out / "meta.json"
     if meta_path.exists():
@@ -115,7 +115,6 @@ class TokenCache(torch.utils.data.Dataset):
                 f"no token cache at {path} (missing {meta_path.name}); "
                 + hint)
         try:
-            from safetensors.torch import load_file
             self.meta = meta = json.loads(meta_path.read_text())
             t = load_file(str(path / "tokens.safetensors"))
             self.tokens, self.micro_conds = t["tokens"], t["micro_conds"]
