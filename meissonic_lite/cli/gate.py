@@ -54,7 +54,8 @@ def add_parser(sub) -> None:
                  "eval_every", "eval_seeds", "sample_steps", "seed"):
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))
-    for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema"):
+    for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema",
+                 "beta2"):
         g.add_argument("--" + name.replace("_", "-"), type=float,
                        default=getattr(d, name))
     g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)

@@ -79,6 +79,7 @@ class GateConfig:
     lr: float = 1.5e-3
     warmup: int = 50
     schedule: str = "constant"
+    beta2: float = 0.999           # AdamW's second-moment memory
     blob_masks: float = 0.5
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
@@ -297,6 +298,7 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         start = notes["images_seen"]
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, warmup=cfg.warmup, schedule=cfg.schedule,
+                       betas=(0.9, cfg.beta2),
                        cfg_dropout=cfg.cfg_dropout, seed=cfg.seed,
                        blob_masks=cfg.blob_masks, log_every=10,
                        ema=cfg.ema or None,
