@@ -14,6 +14,7 @@ actually masked.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -210,6 +211,12 @@ def halton_ranks(h: int, w: int) -> torch.Tensor:
     the grid so that each step's tokens are spread out, never clustered."""
     if h < 1 or w < 1:
         raise ValueError(f"need h, w >= 1, got {h}x{w}")
+    return torch.tensor(_halton_ranks(h, w)).reshape(h, w)
+
+
+@functools.lru_cache(maxsize=16)
+def _halton_ranks(h: int, w: int) -> tuple[int, ...]:
+    """The ranks, computed once per grid (the sampler asks every step)."""
     seen: dict[int, int] = {}
     i = 1
     while len(seen) < h * w:
@@ -217,9 +224,10 @@ def halton_ranks(h: int, w: int) -> torch.Tensor:
             _radical_inverse(i, 2) * w)
         seen.setdefault(pos, len(seen))
         i += 1
-    ranks = torch.empty(h * w, dtype=torch.long)
-    ranks[torch.tensor(list(seen))] = torch.tensor(list(seen.values()))
-    return ranks.reshape(h, w)
+    ranks = [0] * (h * w)
+    for pos, rank in seen.items():
+        ranks[pos] = rank
+    return tuple(ranks)
 
 
 def _radical_inverse(i: int, base: int) -> float:

@@ -13,6 +13,7 @@ another model config or another tokenizer, and a missing or corrupt file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 
 from ..models.model_files import read_model_file, to_float32
 from ..models.transformer import MeissonicTransformer, TransformerConfig
-from .checkpoint import load_checkpoint
+from .checkpoint import check_same_model, load_checkpoint
 
 __all__ = ["export_resume_point", "load_resume_point"]
 
@@ -56,22 +57,15 @@ def load_resume_point(path: str | Path, config: TransformerConfig,
     if notes is None:
         raise ValueError(f"{path} is a model file, not a resume point (no "
                          f"extra.resume notes); make one with: {REBUILD}")
-    want = asdict(config)
-    saved = {**asdict(TransformerConfig()), **saved}  # fields added later
-    diff = sorted(k for k in set(saved) | set(want) if k != "extra"
-                  and _norm(saved.get(k)) != _norm(want.get(k)))
-    if diff:
-        pretty = ", ".join(f"{k}: saved {saved.get(k)!r} vs now "
-                           f"{want.get(k)!r}" for k in diff)
-        raise ValueError(f"resume point {path} was made with a different "
-                         f"model config ({pretty}); use the same options")
+    # JSON keeps tuples as lists: compare the config as the file holds it
+    want, defaults = (json.loads(json.dumps(asdict(c)))
+                      for c in (config, TransformerConfig()))
+    for d in (want, saved):
+        d.pop("extra", None)
+    check_same_model(saved, want, path, defaults)
     if notes.get("tokenizer_sha256") != tokenizer_sha256:
         raise ValueError(f"resume point {path} learnt the codes of another "
                          f"tokenizer ({notes.get('tokenizer_sha256')}); "
                          f"this run's is {tokenizer_sha256}")
     return to_float32(state), notes
 
-
-def _norm(v):
-    """JSON turns tuples into lists; compare them alike."""
-    return list(v) if isinstance(v, tuple) else v
