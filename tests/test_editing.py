@@ -285,6 +285,27 @@ def test_bad_images_raise(pipe, image, match):
             fn(pipe, image, prompt="x", **kw)
 
 
+def test_edit_options_share_the_pipelines_defaults_and_refuse_typos(
+        pipe, img, monkeypatch):
+    """The three edits take one set of options (`EditOptions`): their
+    defaults are the pipeline's own, and a misspelt name fails before any
+    work, naming the allowed ones."""
+    import inspect
+    call = inspect.signature(MeissonicLitePipeline.__call__).parameters
+    assert set(editing.EDIT_DEFAULTS) == set(editing.EditOptions.__annotations__)
+    for name, value in editing.EDIT_DEFAULTS.items():
+        assert call[name].default == value, name
+
+    def boom(*a, **k):
+        raise AssertionError("work started before the checks")
+    monkeypatch.setattr(pipe.vq, "encode", boom)
+    for fn, kw in ((editing.inpaint, {"box": (0, 0, 8, 8)}),
+                   (editing.img2img, {}), (editing.outpaint, {"top": 4})):
+        with pytest.raises(TypeError, match="guidance_scale") as e:
+            fn(pipe, img, prompt="x", guidence_scale=2.0, **kw)
+        assert fn.__name__ in str(e.value)
+
+
 # -- the benchmark -----------------------------------------------------------
 def test_benchmark_tasks_have_true_answers():
     """Model-free: the judge accepts every ground-truth target and

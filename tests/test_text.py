@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from meissonic_lite.models import text
+from meissonic_lite.training import clip_data as cd
+from meissonic_lite.training import clip_eval as ce
+from meissonic_lite.training import clip_loss as cl
 from meissonic_lite.training import clip_train as ct
 from meissonic_lite.world import vocab
 from meissonic_lite.world.scene import Group, make_scene
@@ -141,23 +144,23 @@ def test_clip_loss_matches_open_clip():
     ref = open_clip.ClipLoss()(torch.nn.functional.normalize(a, dim=-1),
                                torch.nn.functional.normalize(b, dim=-1),
                                scale)
-    assert torch.allclose(ct.clip_loss(a, b, scale), ref, atol=1e-6)
+    assert torch.allclose(cl.clip_loss(a, b, scale), ref, atol=1e-6)
     neg = torch.randn(8, 16, generator=g)
-    assert ct.clip_loss(a, b, scale, neg) > ct.clip_loss(a, b, scale)
+    assert cl.clip_loss(a, b, scale, neg) > cl.clip_loss(a, b, scale)
 
 
 def test_hard_negatives_change_exactly_one_attribute():
     s = make_scene([Group("circle", "red"), Group("square", "blue")],
                    relation="left of", seed=0)
-    sw = ct.swap_colors(s)
+    sw = cd.swap_colors(s)
     assert [g.color for g in sw.groups] == ["blue", "red"]
-    assert ct.flip_relation(s).relation == "right of"
+    assert cd.flip_relation(s).relation == "right of"
     rng = np.random.default_rng(3)
-    pos, neg = ct.caption_pair(s, sw, rng, "short")
+    pos, neg = cd.caption_pair(s, sw, rng, "short")
     assert pos != neg and sorted(pos.split()) == sorted(neg.split())
     same_kind = make_scene([Group("circle", "red"), Group("circle", "blue")])
-    assert ct.swap_colors(same_kind) is None       # swap would stay true
-    r = ct.recolor(same_kind, rng)
+    assert cd.swap_colors(same_kind) is None       # swap would stay true
+    r = cd.recolor(same_kind, rng)
     assert len({(g.kind, g.color) for g in r.groups}) == 2
     assert r.groups != same_kind.groups
 
@@ -166,9 +169,9 @@ def test_kind_hard_negatives_only_when_asked():
     s = make_scene([Group("circle", "red"), Group("A", "blue", count=2)],
                    seed=0)
     for seed in range(20):
-        off = ct.hard_negative(s, np.random.default_rng(seed))
+        off = cd.hard_negative(s, np.random.default_rng(seed))
         assert [g.kind for g in off.groups] == ["circle", "A"]
-        on = ct.hard_negative(s, np.random.default_rng(seed), p_kind=1.0)
+        on = cd.hard_negative(s, np.random.default_rng(seed), p_kind=1.0)
         changed = [(a.kind, b.kind) for a, b in zip(s.groups, on.groups)
                    if a.kind != b.kind]
         assert len(changed) == 1 and [g.color for g in on.groups] == \
@@ -207,8 +210,8 @@ def test_shipped_weights_load_and_manifest_is_complete(shipped):
 
 def test_shipped_weights_reach_manifest_retrieval(shipped):
     m = json.loads(MANIFEST.read_text())["final_metrics"]
-    seed = ct.EVAL_SEED + 50_000                  # fresh held-out stream
-    r = ct.retrieval(shipped, *ct.heldout_pairs(seed, 500))
+    seed = cd.EVAL_SEED + 50_000                  # fresh held-out stream
+    r = ce.retrieval(shipped, *cd.heldout_pairs(seed, 500))
     for k in ("t2i_top1", "i2t_top1"):
         assert r[k] >= m[k] - TOL, (k, r[k], m[k])
         assert r[k] >= 0.80, (k, r[k])
@@ -218,8 +221,8 @@ def test_shipped_weights_bind_colours_and_relations(shipped):
     # The bar: the true caption beats its colour-swapped or
     # relation-flipped twin >= 0.85 of the time, on fresh probes too.
     m = json.loads(MANIFEST.read_text())["final_metrics"]
-    seed = ct.EVAL_SEED + 60_000
-    got = {k: ct.binding(shipped, *ct.probe_set(seed, 200, k))
+    seed = cd.EVAL_SEED + 60_000
+    got = {k: ce.binding(shipped, *cd.probe_set(seed, 200, k))
            for k in ("colors", "relation")}
     for k, b in got.items():
         assert abs(b - m[f"binding_{k}"]) <= BIND_TOL, (k, b)
@@ -262,25 +265,25 @@ def test_mirrored_negatives_flip_along_the_relation_axis():
                       relation="above", seed=0)
     s_no = make_scene([Group("circle", "red")])
     x = torch.rand(3, 3, 8, 8)
-    m = ct.mirrored(x, [s_lr, s_no, s_ab])
+    m = cd.mirrored(x, [s_lr, s_no, s_ab])
     assert m.shape == (2, 3, 8, 8)
     assert torch.equal(m[0], x[0].flip(-1))
     assert torch.equal(m[1], x[2].flip(-2))
-    assert ct.mirrored(x[1:2], [s_no]).shape == (0, 3, 8, 8)
+    assert cd.mirrored(x[1:2], [s_no]).shape == (0, 3, 8, 8)
 
 
 def test_mirror_scene_reflects_centres_and_flips_the_relation():
     s = make_scene([Group("circle", "red"), Group("square", "blue")],
                    relation="left of", seed=0)
-    m = ct.mirror_scene(s)
+    m = cd.mirror_scene(s)
     assert m.relation == "right of"
     for a, b in zip(s.objects, m.objects):
         assert b.cx == pytest.approx(1 - a.cx) and b.cy == a.cy
     v = make_scene([Group("circle", "red"), Group("star", "blue")],
                    relation="above", seed=1)
-    assert [o.cy for o in ct.mirror_scene(v).objects] == pytest.approx(
+    assert [o.cy for o in cd.mirror_scene(v).objects] == pytest.approx(
         [1 - o.cy for o in v.objects])
-    back = ct.mirror_scene(m)
+    back = cd.mirror_scene(m)
     assert back.relation == s.relation
     assert [o.cx for o in back.objects] == pytest.approx(
         [o.cx for o in s.objects])
@@ -290,10 +293,10 @@ def test_aux_targets_name_relations_and_colour_centres():
     s = make_scene([Group("circle", "red"), Group("square", "blue")],
                    relation="below", seed=0)
     plain = make_scene([Group("star", "green", "small", 2)], seed=2)
-    rel = ct.relation_labels([s, plain])
-    assert ct.RELATION_CLASSES[int(rel[0])] == "below" and rel[1] == 0
-    lay = ct.color_layout([plain])[0]                       # (colours, 3)
-    g = ct.AUX_COLORS.index("green")
+    rel = cl.relation_labels([s, plain])
+    assert cl.RELATION_CLASSES[int(rel[0])] == "below" and rel[1] == 0
+    lay = cl.color_layout([plain])[0]                       # (colours, 3)
+    g = cl.AUX_COLORS.index("green")
     assert lay[:, 0].tolist() == [float(i == g) for i in range(len(lay))]
     assert lay[g, 1] == pytest.approx(np.mean([o.cx for o in plain.objects]))
 
@@ -301,17 +304,17 @@ def test_aux_targets_name_relations_and_colour_centres():
 def test_kind_targets_and_kind_probe():
     s = make_scene([Group("circle", "red"), Group("B", "blue", count=2)],
                    seed=0)
-    k = ct.kind_presence([s])[0]
+    k = cl.kind_presence([s])[0]
     assert k.sum() == 2 and k[vocab.KINDS.index("circle")] == 1
     assert k[vocab.KINDS.index("B")] == 1
-    t = ct.change_kind(s)
+    t = cd.change_kind(s)
     assert [g.kind for g in t.groups] == ["square", "B"]
     assert [o.kind for o in t.objects].count("square") == 1
     assert [o.kind for o in t.objects].count("B") == 2
     # the next kind is skipped when the scene already has it in that colour
     u = make_scene([Group("Z", "red"), Group("A", "red")], seed=0)
-    assert ct.change_kind(u).groups[0].kind == "B"
-    imgs, pos, neg = ct.probe_set(ct.EVAL_SEED, 4, "kinds", 32)
+    assert cd.change_kind(u).groups[0].kind == "B"
+    imgs, pos, neg = cd.probe_set(cd.EVAL_SEED, 4, "kinds", 32)
     assert imgs.shape == (4, 3, 32, 32) and all(
         a != b for a, b in zip(pos, neg))
 
@@ -320,10 +323,10 @@ def test_aux_kind_heads_add_a_loss_and_learn():
     # Kinds carried by a small direction on a large shared one, as in
     # test_aux_heads_learn_separable_targets: the kind head must read them.
     g = torch.Generator().manual_seed(0)
-    assert not hasattr(ct.AuxHeads(32), "text_kinds")
-    heads = ct.AuxHeads(32, kind_weight=1.0)
+    assert not hasattr(cl.AuxHeads(32), "text_kinds")
+    heads = cl.AuxHeads(32, kind_weight=1.0)
     rel = torch.zeros(64, dtype=torch.long)
-    lay = torch.zeros(64, len(ct.AUX_COLORS), 3)
+    lay = torch.zeros(64, len(cl.AUX_COLORS), 3)
     kinds = (torch.rand(64, 32, generator=g) < 0.2).float()
     txt = 10 + 0.05 * kinds
     img = 10 + 0.05 * torch.randn(64, 32, generator=g)
@@ -345,14 +348,14 @@ def test_aux_heads_learn_separable_targets():
     # a large shared one (as trained CLIP embeddings do): the batch-
     # standardised heads must still learn them.
     g = torch.Generator().manual_seed(0)
-    heads = ct.AuxHeads(16)
-    rel = torch.randint(len(ct.RELATION_CLASSES), (64,), generator=g)
-    lay = torch.rand(64, len(ct.AUX_COLORS), 3, generator=g)
+    heads = cl.AuxHeads(16)
+    rel = torch.randint(len(cl.RELATION_CLASSES), (64,), generator=g)
+    lay = torch.rand(64, len(cl.AUX_COLORS), 3, generator=g)
     lay[..., 0] = (lay[..., 0] > 0.5).float()
     common = torch.ones(64, 16) * 10
     txt = common.clone()
-    txt[:, :len(ct.RELATION_CLASSES)] += 0.05 * torch.nn.functional.one_hot(
-        rel, len(ct.RELATION_CLASSES))
+    txt[:, :len(cl.RELATION_CLASSES)] += 0.05 * torch.nn.functional.one_hot(
+        rel, len(cl.RELATION_CLASSES))
     img = common + 0.05 * torch.randn(64, 16, generator=g)
     opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
     first = heads.loss(txt, rel, img, lay).item()

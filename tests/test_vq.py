@@ -163,21 +163,21 @@ def test_shipped_weights_reach_manifest():
     never used in training or for the manifest (seed 3000). Tolerances
     cover sampling noise of 150 images (PSNR, 0.75 dB) and 150 judge
     calls (0.06)."""
-    from meissonic_lite.training import vq_train as vt
+    from meissonic_lite.training import vq_metrics as vm
     man = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     fm = man["final_metrics"]
     m = from_pretrained()
     assert m.config == VQConfig(**man["config"])   # older keys: defaults
     assert m.weights_sha256 == man["sha256"]
-    sizes = vt.ladder(m.config.factor)
+    sizes = vm.ladder(m.config.factor)
     for size in sizes:
-        got = vt.mean_psnr(m, 150, size, seed=3000)
+        got = vm.mean_psnr(m, 150, size, seed=3000)
         want = fm["psnr_clean"][str(size)]
         assert got >= want - 0.75, (size, got, want)
         assert got > 27.0, (size, got)          # far from a broken model
-    agree = vt.judge_agreement(m, 150, sizes[-1], seed=3000)
+    agree = vm.judge_agreement(m, 150, sizes[-1], seed=3000)
     assert agree >= fm["judge_agreement"][str(sizes[-1])] - 0.06, agree
-    st = vt.codebook_stats(m, 250, sizes[1], 3000)
+    st = vm.codebook_stats(m, 250, sizes[1], 3000)
     assert st["usage"] >= 0.5, st["usage"]
     # the patch-local encoder spends few codes on flat colour: perplexity
     # is low by design (about 23), so compare with the manifest's own

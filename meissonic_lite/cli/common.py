@@ -10,8 +10,8 @@ import argparse
 import inspect
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "add_model_arguments", "load_pipeline",
-           "out_path", "pipeline_defaults"]
+__all__ = ["IMAGE_SUFFIXES", "add_model_arguments", "add_switches",
+           "load_pipeline", "out_path", "pipeline_defaults"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -44,6 +44,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="VQ .safetensors (default: shipped)")
     p.add_argument("--text-encoder", default=None, metavar="PATH",
                    help="text encoder .safetensors (default: shipped)")
+
+
+def add_switches(p: argparse.ArgumentParser, **helps: str) -> None:
+    """On/off options, off by default: `ship_only="..."` adds
+    `--ship-only` with that help."""
+    for name, text in helps.items():
+        p.add_argument("--" + name.replace("_", "-"), action="store_true",
+                       help=text)
 
 
 def load_pipeline(args: argparse.Namespace):

@@ -19,21 +19,27 @@ import argparse
 import importlib
 import sys
 
-# name -> (file in this folder, function that adds its parser, one-line help)
+# One row per subcommand: its name, the file in this folder and the
+# function there that adds its parser, and its one-line help.
+_TABLE = """
+world       .world       add_world    render a sample grid
+judge       .world       add_judge    measure the judge
+train-vq    .train_vq    add_parser   train the VQ tokenizer
+extract     .extract     add_parser   tokenize a training set
+train-clip  .train_clip  add_parser   train the tiny CLIP
+train       .train       add_parser   train the transformer
+gate        .gate        add_parser   train and judge a gate
+edit        .edit        add_parser   inpaint/outpaint/img2img
+generate    .generate    add_parser   text to image
+eval        .eval        add_parser   measure the shipped model
+bench       .bench       add_parser   benchmarks
+diagnose    .diagnose    add_parser   probe a checkpoint
+"""
+# name -> (module, function, help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "world": (".world", "add_world", "render a sample grid"),
-    "judge": (".world", "add_judge", "measure the judge"),
-    "train-vq": (".train_vq", "add_parser", "train the VQ tokenizer"),
-    "extract": (".extract", "add_parser", "tokenize a training set"),
-    "train-clip": (".train_clip", "add_parser", "train the tiny CLIP"),
-    "train": (".train", "add_parser", "train the transformer"),
-    "gate": (".gate", "add_parser", "train and judge a gate"),
-    "edit": (".edit", "add_parser", "inpaint/outpaint/img2img"),
-    "generate": (".generate", "add_parser", "text to image"),
-    "eval": (".eval", "add_parser", "measure the shipped model"),
-    "bench": (".bench", "add_parser", "benchmarks"),
-    "diagnose": (".diagnose", "add_parser", "probe a checkpoint"),
-}
+    name: (module, adder, " ".join(helptext))
+    for name, module, adder, *helptext in map(str.split,
+                                              _TABLE.strip().splitlines())}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import json
 
 from ..training.ship import remeasure, ship
 from ..training.stages import run_stage
+from .common import add_switches
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -53,14 +54,12 @@ def add_parser(sub) -> None:
     p.add_argument("--vq", default=None, help="tokenizer weights to train "
                    "on, and with --ship/--ship-only to ship with the model "
                    "(default: the shipped VQ)")
-    p.add_argument("--ship", action="store_true", help="after training, "
-                   "ship stage 4 as the package's default model (measures "
-                   "it with the judge and writes the manifest)")
-    p.add_argument("--ship-only", action="store_true",
-                   help="ship the stages already trained in --runs")
-    p.add_argument("--skip-eval", action="store_true",
-                   help="with --ship/--ship-only: copy files, measure later")
-    p.add_argument("--remeasure", action="store_true",
-                   help="measure the shipped model again (after a judge or "
-                   "VQ decoder change) and rewrite its manifest's metrics")
+    add_switches(
+        p,
+        ship="after training, ship stage 4 as the package's default model "
+        "(measures it with the judge and writes the manifest)",
+        ship_only="ship the stages already trained in --runs",
+        skip_eval="with --ship/--ship-only: copy files, measure later",
+        remeasure="measure the shipped model again (after a judge or VQ "
+        "decoder change) and rewrite its manifest's metrics")
     p.set_defaults(func=cmd_train)

@@ -7,17 +7,24 @@ the playground is `editing.widgets` (it needs the `book` extra).
 """
 
 from .edits import (
-    IMAGE_MODES,
+    EDIT_DEFAULTS,
     REMASK,
+    EditOptions,
     EditResult,
     img2img,
     inpaint,
-    max_canvas,
     outpaint,
     score_tokens,
 )
-from .masks import RULES, box_to_mask, pixel_mask_to_tokens
+from .masks import (
+    IMAGE_MODES,
+    RULES,
+    box_to_mask,
+    check_canvas,
+    max_canvas,
+    pixel_mask_to_tokens,
+)
 
-__all__ = ["IMAGE_MODES", "REMASK", "RULES", "EditResult", "box_to_mask",
-           "img2img", "inpaint", "max_canvas", "outpaint",
-           "pixel_mask_to_tokens", "score_tokens"]
+__all__ = ["EDIT_DEFAULTS", "IMAGE_MODES", "REMASK", "RULES", "EditOptions",
+           "EditResult", "box_to_mask", "check_canvas", "img2img", "inpaint",
+           "max_canvas", "outpaint", "pixel_mask_to_tokens", "score_tokens"]

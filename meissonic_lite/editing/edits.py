@@ -24,6 +24,7 @@ import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import torch
 from PIL import Image
@@ -40,14 +41,15 @@ from ..utils import to_pil
 from .masks import (
     as_bool_mask,
     box_to_mask,
+    check_canvas,
     check_extension,
     check_token_mask,
     extended_canvas,
+    image_tensor,
     pixel_mask_to_tokens,
 )
 
 REMASK = ("random", "confidence")
-IMAGE_MODES = ("RGB", "RGBA", "L")
 
 
 @dataclass
@@ -77,50 +79,26 @@ class EditResult:
         return int((region != self.source_tokens)[kept].sum())
 
 
-# -- shared checks and the one decoding path ------------------------------
-def max_canvas(pipe) -> tuple[int, int]:
-    """Largest (height, width) in px an edit may produce: the transformer's
-    `max_grid` (its largest token grid, after compression) times the
-    pixels per grid cell."""
-    mh, mw = pipe.transformer.config.max_grid
-    return mh * pipe.multiple, mw * pipe.multiple
+# -- shared options and the one decoding path -------------------------------
+class EditOptions(TypedDict, total=False):
+    """The keyword options every edit shares with `pipe()`; `EDIT_DEFAULTS`
+    holds their values when left out."""
+
+    negative_prompt: str | None
+    num_inference_steps: int
+    guidance_scale: float
+    generator: torch.Generator | None
+    aesthetic_score: float
+    temperature: tuple[float, float]       # Gumbel noise (start, end)
+    schedule: str                          # mask schedule name
+    callback: Callable | None
 
 
-def _image_tensor(pipe, image) -> torch.Tensor:
-    """PIL RGB/RGBA/L image or float (3,H,W)/(1,3,H,W) -> (1,3,H,W)."""
-    if isinstance(image, Image.Image):
-        if image.mode not in IMAGE_MODES:
-            raise ValueError(f"unsupported image mode {image.mode!r}: pass "
-                             "RGB, RGBA (composited on white) or L, e.g. "
-                             "img.convert('RGB')")
-        if image.mode == "RGBA":
-            bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(bg, image)
-        image = image.convert("RGB")
-    elif not isinstance(image, torch.Tensor):
-        raise ValueError(  # noqa: TRY004 (the book's convention)
-            f"image must be a PIL image or a float tensor, got "
-            f"{type(image).__name__}")
-    x = pipe.vq.check_images(image)
-    if x.shape[0] != 1:
-        raise ValueError(f"edit one image at a time, got a batch of "
-                         f"{x.shape[0]}")
-    return x
-
-
-def check_canvas(pipe, height: int, width: int, what: str) -> None:
-    """A canvas of `height` x `width` px this model can decode (`what`
-    names it in the error)."""
-    m = pipe.multiple
-    if height % m or width % m:
-        raise ValueError(f"{what} {width}x{height} must have sides that "
-                         f"are multiples of {m} px for this model "
-                         "(resize or crop it first)")
-    mh, mw = max_canvas(pipe)
-    if height > mh or width > mw:
-        raise ValueError(f"{what} {width}x{height} exceeds this model's "
-                         f"largest canvas {mw}x{mh} px (transformer "
-                         "max_grid)")
+EDIT_DEFAULTS: EditOptions = {
+    "negative_prompt": None, "num_inference_steps": DEFAULT_STEPS,
+    "guidance_scale": DEFAULT_GUIDANCE, "generator": None,
+    "aesthetic_score": 9.0, "temperature": (2.0, 0.0),
+    "schedule": "cosine", "callback": None}
 
 
 @dataclass
@@ -133,10 +111,22 @@ class _Job:
     aesthetic: float
     height: int
     width: int
+    generator: torch.Generator | None
+    callback: Callable | None
 
 
-def _job(pipe, prompt, negative_prompt, steps, guidance, aesthetic,
-         temperature, schedule, height, width) -> _Job:
+def _job(pipe, edit: str, prompt, height: int, width: int,
+         options: EditOptions) -> _Job:
+    """Check `options` (names and values) for `edit` and fill defaults."""
+    unknown = sorted(set(options) - set(EDIT_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{edit}() got unexpected keyword argument(s) "
+                        f"{', '.join(unknown)}; allowed: "
+                        f"{', '.join(EDIT_DEFAULTS)}")
+    o = {**EDIT_DEFAULTS, **options}
+    negative_prompt, steps = o["negative_prompt"], o["num_inference_steps"]
+    guidance, aesthetic = o["guidance_scale"], o["aesthetic_score"]
+    temperature, schedule = o["temperature"], o["schedule"]
     check_canvas(pipe, height, width, "canvas")
     if not isinstance(prompt, str):
         raise ValueError(  # noqa: TRY004 (the book's convention)
@@ -155,7 +145,7 @@ def _job(pipe, prompt, negative_prompt, steps, guidance, aesthetic,
                         guidance_schedule=DEFAULT_GUIDANCE_SCHEDULE,
                         blob_noise=DEFAULT_BLOB_NOISE)
     return _Job(prompt, negative_prompt, cfg, float(aesthetic), height,
-                width)
+                width, o["generator"], o["callback"])
 
 
 def _real(v, name: str) -> float:
@@ -171,8 +161,7 @@ def _conditions(pipe, job: _Job):
                            job.aesthetic)
 
 
-def _generate(pipe, job: _Job, init: torch.Tensor, generator, callback
-              ) -> torch.Tensor:
+def _generate(pipe, job: _Job, init: torch.Tensor) -> torch.Tensor:
     """Decode the masked tokens of `init` (h, w); known tokens stay."""
     cond, uncond, micro = _conditions(pipe, job)
     n_masked = int((init == pipe.transformer.config.mask_id).sum())
@@ -182,7 +171,8 @@ def _generate(pipe, job: _Job, init: torch.Tensor, generator, callback
                         job.sampler.gumbel_temperature)
     use_uncond = uncond if cfg.guidance_scale != 1.0 else None
     out = decode(pipe.transformer, cond, use_uncond, micro, init.shape,
-                 cfg, generator, init[None].to(pipe.device), callback)
+                 cfg, job.generator, init[None].to(pipe.device),
+                 job.callback)
     return out[0].cpu()
 
 
@@ -196,25 +186,18 @@ def _result(pipe, tokens, token_mask, source, offset, mode, t0
 # -- the three edits ---------------------------------------------------------
 @torch.no_grad()
 def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
-            negative_prompt: str | None = None,
-            num_inference_steps: int = DEFAULT_STEPS,
-            guidance_scale: float = DEFAULT_GUIDANCE,
-            generator: torch.Generator | None = None,
-            aesthetic_score: float = 9.0,
-            temperature: tuple[float, float] = (2.0, 0.0),
-            schedule: str = "cosine", rule: str = "any",
-            threshold: float = 0.5, dilate: int = 0,
-            callback: Callable | None = None) -> EditResult:
+            rule: str = "any", threshold: float = 0.5, dilate: int = 0,
+            **options: Unpack[EditOptions]) -> EditResult:
     """Regenerate the masked region under `prompt`; keep the rest exactly.
 
     Give a pixel `mask` (white / True = repaint, same size as the image)
     or a `box` (x0, y0, x1, y1); `rule`, `threshold` and `dilate` map it
-    to tokens (`pixel_mask_to_tokens`). Other arguments as `pipe()`.
+    to tokens (`pixel_mask_to_tokens`). `options`: `EditOptions`, as in
+    `pipe()`.
     """
-    x = _image_tensor(pipe, image)
+    x = image_tensor(pipe, image)
     H, W = x.shape[-2:]
-    job = _job(pipe, prompt, negative_prompt, num_inference_steps,
-               guidance_scale, aesthetic_score, temperature, schedule, H, W)
+    job = _job(pipe, "inpaint", prompt, H, W, options)
     if (mask is None) == (box is None):
         raise ValueError("give exactly one of mask= or box=")
     if box is not None:
@@ -229,40 +212,31 @@ def inpaint(pipe, image, mask=None, prompt: str = "", *, box=None,
     t0 = time.perf_counter()
     source = pipe.vq.encode(x)[0].cpu()                     # (h, w)
     init = source.masked_fill(tok_mask, pipe.transformer.config.mask_id)
-    tokens = _generate(pipe, job, init, generator, callback)
+    tokens = _generate(pipe, job, init)
     return _result(pipe, tokens, tok_mask, source, (0, 0), "inpaint", t0)
 
 
 @torch.no_grad()
 def outpaint(pipe, image, prompt: str = "", *, left: int = 0,
              right: int = 0, top: int = 0, bottom: int = 0,
-             negative_prompt: str | None = None,
-             num_inference_steps: int = DEFAULT_STEPS,
-             guidance_scale: float = DEFAULT_GUIDANCE,
-             generator: torch.Generator | None = None,
-             aesthetic_score: float = 9.0,
-             temperature: tuple[float, float] = (2.0, 0.0),
-             schedule: str = "cosine",
-             callback: Callable | None = None) -> EditResult:
+             **options: Unpack[EditOptions]) -> EditResult:
     """Extend the canvas by `left`/`right`/`top`/`bottom` px (multiples of
     `pipe.multiple`); the original tokens stay in place, new ones are
     generated under `prompt` (which should describe the whole canvas)."""
-    x = _image_tensor(pipe, image)
+    x = image_tensor(pipe, image)
     H, W = x.shape[-2:]
     check_canvas(pipe, H, W, "image")
     check_extension(pipe.multiple, left=left, right=right, top=top,
                     bottom=bottom)
     H2, W2 = H + top + bottom, W + left + right
-    job = _job(pipe, prompt, negative_prompt, num_inference_steps,
-               guidance_scale, aesthetic_score, temperature, schedule,
-               H2, W2)
+    job = _job(pipe, "outpaint", prompt, H2, W2, options)
     t0 = time.perf_counter()
     f = pipe.vq.config.factor
     source = pipe.vq.encode(x)[0].cpu()
     ot, ol = top // f, left // f
     init, tok_mask = extended_canvas(source, (H2 // f, W2 // f), (ot, ol),
                                      pipe.transformer.config.mask_id)
-    tokens = _generate(pipe, job, init, generator, callback)
+    tokens = _generate(pipe, job, init)
     return _result(pipe, tokens, tok_mask, source, (ot, ol), "outpaint", t0)
 
 
@@ -279,8 +253,10 @@ def score_tokens(pipe, tokens: torch.Tensor, prompt: str,
     Low scores mark tokens that disagree with the prompt."""
     h, w = tokens.shape
     f = pipe.vq.config.factor
-    job = _job(pipe, prompt, negative_prompt, 1, guidance_scale,
-               aesthetic_score, (0.0, 0.0), "cosine", h * f, w * f)
+    job = _job(pipe, "score_tokens", prompt, h * f, w * f,
+               {"negative_prompt": negative_prompt, "num_inference_steps": 1,
+                "guidance_scale": guidance_scale,
+                "aesthetic_score": aesthetic_score})
     cond, uncond, micro = _conditions(pipe, job)
     mask_id = pipe.transformer.config.mask_id
     tokens = tokens.to(pipe.device)
@@ -309,24 +285,16 @@ def score_tokens(pipe, tokens: torch.Tensor, prompt: str,
 
 @torch.no_grad()
 def img2img(pipe, image, prompt: str = "", strength: float = 0.5,
-            remask: str = "random", *,
-            negative_prompt: str | None = None,
-            num_inference_steps: int = DEFAULT_STEPS,
-            guidance_scale: float = DEFAULT_GUIDANCE,
-            generator: torch.Generator | None = None,
-            aesthetic_score: float = 9.0,
-            temperature: tuple[float, float] = (2.0, 0.0),
-            schedule: str = "cosine",
-            callback: Callable | None = None) -> EditResult:
+            remask: str = "random", **options: Unpack[EditOptions]
+            ) -> EditResult:
     """Mask-free edit: re-mask round(strength * L) tokens and decode them
     under `prompt`. `remask`: "random" positions, or "confidence" (the
     tokens `score_tokens` finds least likely under the new prompt).
     strength 1.0 regenerates every token; 0.0 returns the reconstruction
     without decoding."""
-    x = _image_tensor(pipe, image)
+    x = image_tensor(pipe, image)
     H, W = x.shape[-2:]
-    job = _job(pipe, prompt, negative_prompt, num_inference_steps,
-               guidance_scale, aesthetic_score, temperature, schedule, H, W)
+    job = _job(pipe, "img2img", prompt, H, W, options)
     if not 0.0 <= _real(strength, "strength") <= 1.0:
         raise ValueError(f"strength must be a number in [0, 1], got "
                          f"{strength!r}")
@@ -342,15 +310,16 @@ def img2img(pipe, image, prompt: str = "", strength: float = 0.5,
     if k == L:
         tok_mask[:] = True
     elif k and remask == "random":
-        tok_mask[torch.randperm(L, generator=generator)[:k]] = True
+        tok_mask[torch.randperm(L, generator=job.generator)[:k]] = True
     elif k:
-        score = score_tokens(pipe, source, prompt, negative_prompt,
-                             guidance_scale, aesthetic_score).reshape(-1)
+        score = score_tokens(pipe, source, prompt, job.negative,
+                             job.sampler.guidance_scale,
+                             job.aesthetic).reshape(-1)
         tok_mask[score.argsort(stable=True)[:k]] = True
     tok_mask = tok_mask.reshape(h, w)
     if k == 0:
         return _result(pipe, source.clone(), tok_mask, source, (0, 0),
                        "img2img", t0)
     init = source.masked_fill(tok_mask, pipe.transformer.config.mask_id)
-    tokens = _generate(pipe, job, init, generator, callback)
+    tokens = _generate(pipe, job, init)
     return _result(pipe, tokens, tok_mask, source, (0, 0), "img2img", t0)

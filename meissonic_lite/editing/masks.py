@@ -5,7 +5,8 @@ An edit regenerates the tokens a mask selects and keeps the others token
 for token. The pixel mask reaches the token grid by a coverage rule
 (default: any overlap), not by resizing it to the grid as the official
 code does, so thin regions never vanish (spec 3 and 9). Outpainting puts
-the source's tokens inside a larger grid of [MASK] tokens.
+the source's tokens inside a larger grid of [MASK] tokens. The canvas
+checks say which images and sizes a model can edit at all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 RULES = ("any", "fraction", "official")
+IMAGE_MODES = ("RGB", "RGBA", "L")
 
 
 def as_bool_mask(mask) -> np.ndarray:
@@ -151,3 +153,49 @@ def extended_canvas(source: torch.Tensor, shape: tuple[int, int],
     tok_mask = torch.ones_like(init, dtype=torch.bool)
     tok_mask[ot:ot + h, ol:ol + w] = False
     return init, tok_mask
+
+
+# -- canvases: which images a model can edit -------------------------------
+def max_canvas(pipe) -> tuple[int, int]:
+    """Largest (height, width) in px an edit may produce: the transformer's
+    `max_grid` (its largest token grid, after compression) times the
+    pixels per grid cell."""
+    mh, mw = pipe.transformer.config.max_grid
+    return mh * pipe.multiple, mw * pipe.multiple
+
+
+def image_tensor(pipe, image) -> torch.Tensor:
+    """PIL RGB/RGBA/L image or float (3,H,W)/(1,3,H,W) -> (1,3,H,W)."""
+    if isinstance(image, Image.Image):
+        if image.mode not in IMAGE_MODES:
+            raise ValueError(f"unsupported image mode {image.mode!r}: pass "
+                             "RGB, RGBA (composited on white) or L, e.g. "
+                             "img.convert('RGB')")
+        if image.mode == "RGBA":
+            bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(bg, image)
+        image = image.convert("RGB")
+    elif not isinstance(image, torch.Tensor):
+        raise ValueError(  # noqa: TRY004 (the book's convention)
+            f"image must be a PIL image or a float tensor, got "
+            f"{type(image).__name__}")
+    x = pipe.vq.check_images(image)
+    if x.shape[0] != 1:
+        raise ValueError(f"edit one image at a time, got a batch of "
+                         f"{x.shape[0]}")
+    return x
+
+
+def check_canvas(pipe, height: int, width: int, what: str) -> None:
+    """A canvas of `height` x `width` px this model can decode (`what`
+    names it in the error)."""
+    m = pipe.multiple
+    if height % m or width % m:
+        raise ValueError(f"{what} {width}x{height} must have sides that "
+                         f"are multiples of {m} px for this model "
+                         "(resize or crop it first)")
+    mh, mw = max_canvas(pipe)
+    if height > mh or width > mw:
+        raise ValueError(f"{what} {width}x{height} exceeds this model's "
+                         f"largest canvas {mw}x{mh} px (transformer "
+                         "max_grid)")

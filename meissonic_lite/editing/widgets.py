@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..sampling.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from . import edits
+from . import edits, masks
 
 BOX_COLOR = (255, 0, 255)
 
@@ -54,7 +54,7 @@ class Playground:
         self.image: Image.Image | None = None
         self.history: list[Image.Image] = []
         m = pipe.multiple
-        mh, mw = edits.max_canvas(pipe)
+        mh, mw = masks.max_canvas(pipe)
         size = max(m, min(size - size % m, mh, mw))
         self.prompt = W.Textarea(
             value="a photo of a red circle", description="prompt",

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..editing import edits
+from ..editing import edits, masks
 from ..models.text import from_pretrained
 from ..sampling.decode import SamplerConfig
 from ..sampling.pipeline import (
@@ -259,7 +259,7 @@ def edit_benchmark(pipe, n: int = 8, seed: int = 0, size: int = 128,
     if not 0 <= strength <= 1 or remask not in edits.REMASK:
         raise ValueError(f"need strength in [0, 1] and remask in "
                          f"{edits.REMASK}, got {strength}, {remask!r}")
-    edits.check_canvas(pipe, size, size, "size")
+    masks.check_canvas(pipe, size, size, "size")
     if clip == "auto":     # the base CLIP: not the model being judged
         try:
             clip = from_pretrained()

@@ -32,13 +32,21 @@ class TokenEmbed(nn.Module):
         return self.conv(self.layer_norm(self.embeddings(ids)))
 
 
-class Downsample(nn.Module):
-    """RMSNorm over channels, then a 2x2 stride-2 conv (no bias)."""
+class _NormThen2x2(nn.Module):
+    """RMSNorm over channels, then a 2x2 stride-2 `conv_type` (no bias):
+    the shared parts of the feature compression's two ends."""
 
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, conv_type: type) -> None:
         super().__init__()
         self.norm = RMSNorm(dim, eps)
-        self.conv = nn.Conv2d(dim, dim, 2, stride=2, bias=False)
+        self.conv = conv_type(dim, dim, 2, stride=2, bias=False)
+
+
+class Downsample(_NormThen2x2):
+    """RMSNorm, then a 2x2 stride-2 conv: 2x2 positions -> 1."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__(dim, eps, nn.Conv2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x (B, H, W, C) channels-last -> (B, H/2, W/2, C); as a linear map
@@ -50,13 +58,11 @@ class Downsample(nn.Module):
         return F.linear(x, wt)
 
 
-class Upsample(nn.Module):
-    """RMSNorm over channels, then a 2x2 stride-2 transposed conv."""
+class Upsample(_NormThen2x2):
+    """RMSNorm, then a 2x2 stride-2 transposed conv: 1 position -> 2x2."""
 
     def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.norm = RMSNorm(dim, eps)
-        self.conv = nn.ConvTranspose2d(dim, dim, 2, stride=2, bias=False)
+        super().__init__(dim, eps, nn.ConvTranspose2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x (B, h, w, C) -> (B, 2h, 2w, C): each token emits a 2x2 patch

@@ -64,7 +64,7 @@ class PatchEncoder(nn.Module):
     of one colour gets one code wherever it sits, and an edge gets the same
     code in every image. The conv encoder's 3x3 receptive field and
     image-wide GroupNorm statistics let identical patches take dozens of
-    codes (`vq_train.flat_patch_purity`; chapter 6), which the transformer
+    codes (`vq_metrics.flat_patch_purity`; chapter 6), which the transformer
     must then guess.
     """
 

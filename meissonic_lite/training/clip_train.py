@@ -41,25 +41,14 @@ from ..world import vocab
 from ..world.scene import Scene
 from .clip_data import (
     EVAL_SEED,
-    batch_captions,
     batch_pairs,
-    caption_pair,
-    change_kind,
-    flip_relation,
-    hard_negative,
-    heldout_pairs,
     make_images,
     mirror_pairs,
     mirror_scene,
     mirrored,
-    probe_set,
-    recolor,
-    swap_colors,
 )
-from .clip_eval import binding, evaluate, retrieval
+from .clip_eval import evaluate
 from .clip_loss import (
-    AUX_COLORS,
-    RELATION_CLASSES,
     AuxHeads,
     clip_loss,
     color_layout,
@@ -67,14 +56,7 @@ from .clip_loss import (
     relation_labels,
 )
 
-__all__ = [
-    "AUX_COLORS", "EVAL_SEED", "RELATION_CLASSES", "AuxHeads",
-    "ClipTrainConfig", "batch_captions", "batch_pairs", "binding",
-    "caption_pair", "change_kind", "clip_loss", "color_layout", "evaluate",
-    "flip_relation", "hard_negative", "heldout_pairs", "kind_presence",
-    "make_images", "mirror_pairs", "mirror_scene", "mirrored", "probe_set",
-    "recolor", "relation_labels", "retrieval", "swap_colors", "train",
-]
+__all__ = ["ClipTrainConfig", "train"]
 
 
 @dataclasses.dataclass

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import utils
 from ..models.vq import (
     DEFAULT_WEIGHTS,
     VQConfig,
@@ -33,34 +34,19 @@ from ..models.vq import (
     from_pretrained,
     save_weights,
 )
-from ..utils import (
-    atomic_torch_save,
-    atomic_write_bytes,
-    autocast,
-    set_seed,
-    warmup_cosine,
-)
 from ..world.dataset import make_example
 from .vq_metrics import (
     EVAL_SEED,
     TRAIN_SEED,
-    codebook_stats,
     final_metrics,
-    flat_patch_purity,
     held_out,
-    judge_agreement,
     ladder,
-    mean_psnr,
-    psnr,
     reconstruct,
 )
 
 __all__ = [
-    "DECODER_LOSSES", "DEFAULT_WEIGHTS", "EVAL_SEED", "TRAIN_SEED",
-    "VQTrainConfig", "codebook_stats", "decoder_loss", "edge_l1", "export",
-    "final_metrics", "flat_patch_purity", "frozen_tokens_forward",
-    "held_out", "judge_agreement", "ladder", "mean_psnr", "psnr",
-    "reconstruct", "render_pool", "run", "sample_crops", "train",
+    "DECODER_LOSSES", "VQTrainConfig", "decoder_loss", "edge_l1", "export",
+    "frozen_tokens_forward", "render_pool", "run", "sample_crops", "train",
 ]
 
 
@@ -129,7 +115,7 @@ def sample_crops(pools: list[torch.Tensor], batch: int, crop: int,
 
 # ---- training -----------------------------------------------------------
 def _lr(step: int, total: int, base: float, warm: int = 200) -> float:
-    return base * warmup_cosine(step, total, warm, floor=0.1)
+    return base * utils.warmup_cosine(step, total, warm, floor=0.1)
 
 
 def edge_l1(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +158,7 @@ def train(cfg: VQTrainConfig) -> VQModel:
     """Train (or resume) a VQ model as `cfg` says; return it."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    set_seed(cfg.seed)
+    utils.set_seed(cfg.seed)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     finetune = bool(cfg.finetune_decoder)
     if finetune:                  # start from shipped weights, decoder only
@@ -215,7 +201,7 @@ def train(cfg: VQTrainConfig) -> VQModel:
     else:
         pools = [render_pool(cfg.pool, s, TRAIN_SEED, cfg.p_clean)
                  for s in sizes]
-        atomic_torch_save(pool_path, pools)
+        utils.atomic_torch_save(pool_path, pools)
     crop = cfg.crop or sizes[0]
     pools = [p for p in pools if p.shape[-1] >= crop]   # crops must fit
     val = held_out(64, sizes[1])
@@ -230,7 +216,7 @@ def train(cfg: VQTrainConfig) -> VQModel:
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.steps, cfg.lr)
         x = sample_crops(pools, cfg.batch, crop, gen)
-        with autocast(torch.device("cpu"), cfg.bf16):
+        with utils.autocast(torch.device("cpu"), cfg.bf16):
             if finetune:
                 rec, idx = frozen_tokens_forward(model, x)
             else:
@@ -267,7 +253,7 @@ def train(cfg: VQTrainConfig) -> VQModel:
             bar.set_postfix(psnr=rec_["psnr_batch"],
                             codes=rec_["codes_in_batch"])
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            atomic_torch_save(ckpt, {"model": model.state_dict(),
+            utils.atomic_torch_save(ckpt, {"model": model.state_dict(),
                               "opt": opt.state_dict(),
                               "gen": gen.get_state(), "step": step,
                               "wall": wall, "config": mcfg.to_dict(),
@@ -332,7 +318,7 @@ def export(model: VQModel, cfg: VQTrainConfig) -> dict:
             "curve": _curve(Path(cfg.out) / "log.jsonl"),
             "base_final_metrics": base["final_metrics"],
             "base_sha256": base["sha256"]}
-    atomic_write_bytes(path.with_suffix(".json"),
+    utils.atomic_write_bytes(path.with_suffix(".json"),
                        (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
