@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from meissonic_lite.training import (
+    TrainConfig,
     cfg_dropout,
     load_checkpoint,
     masked_ce,
@@ -48,6 +49,24 @@ def test_masked_ce_ignores_visible_tokens():
     assert torch.equal(a, masked_ce(logits2, labels))
     logits2[0, :, 1, 1] += torch.arange(10.0)      # a masked position
     assert not torch.equal(a, masked_ce(logits2, labels))
+
+
+def test_label_smoothing_is_maskgits_mix_over_masked_tokens_only():
+    """With smoothing e, each masked token's loss is (1 - e) CE + e times
+    the mean of -log p over all codes (MaskGIT trains with e = 0.1)."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 10, 3, 3, generator=g)
+    labels = torch.full((2, 3, 3), -100)
+    labels[0, 1, 1], labels[1, 0, 2] = 3, 7
+    logp = logits.log_softmax(1)
+    ce = -(logp[0, 3, 1, 1] + logp[1, 7, 0, 2]) / 2
+    uniform = -(logp[0, :, 1, 1].mean() + logp[1, :, 0, 2].mean()) / 2
+    got = masked_ce(logits, labels, label_smoothing=0.1)
+    assert torch.allclose(got, 0.9 * ce + 0.1 * uniform, atol=1e-6)
+    assert torch.equal(masked_ce(logits, labels, label_smoothing=0.0),
+                       masked_ce(logits, labels))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
 
 
 def test_cfg_dropout_rate_and_content():

@@ -80,6 +80,7 @@ class GateConfig:
     warmup: int = 50
     schedule: str = "constant"
     beta2: float = 0.999           # AdamW's second-moment memory
+    label_smoothing: float = 0.0   # MaskGIT trains with 0.1
     blob_masks: float = 0.5
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
@@ -301,6 +302,7 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
                        betas=(0.9, cfg.beta2),
                        cfg_dropout=cfg.cfg_dropout, seed=cfg.seed,
                        blob_masks=cfg.blob_masks, log_every=10,
+                       label_smoothing=cfg.label_smoothing,
                        ema=cfg.ema or None,
                        ckpt_every=100, sample_every=cfg.eval_every)
     null = conditioner.null(1)

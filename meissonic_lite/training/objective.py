@@ -99,14 +99,17 @@ def prepare_batch(tokens: torch.Tensor, states: torch.Tensor,
 
 
 def masked_ce(logits: torch.Tensor, labels: torch.Tensor,
-              normaliser: int | None = None) -> torch.Tensor:
+              normaliser: int | None = None,
+              label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy over masked tokens (labels != -100).
 
     logits (B, K, H, W), labels (B, H, W). The mean is over masked tokens;
     `normaliser` overrides the count (data-parallel ranks divide by the
     global count so their averaged gradients equal one big batch's).
+    `label_smoothing` spreads that share of each target over all codes
+    (MaskGIT trains with 0.1; the paper's recipe does not say).
     """
     total = F.cross_entropy(logits.float(), labels, ignore_index=-100,
-                            reduction="sum")
+                            reduction="sum", label_smoothing=label_smoothing)
     n = int((labels != -100).sum()) if normaliser is None else normaliser
     return total / max(n, 1)

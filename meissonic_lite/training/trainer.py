@@ -59,6 +59,7 @@ class TrainConfig:
     max_bad_steps: int = 3
     blob_masks: float = 0.0       # share of samples masked as blobs ...
     blob_start: int = 0           # ... from this step on
+    label_smoothing: float = 0.0  # MaskGIT: 0.1 (chapter 6's levers)
 
     def __post_init__(self):
         if self.schedule not in ("constant", "cosine"):
@@ -69,6 +70,9 @@ class TrainConfig:
         if not 0.0 <= self.blob_masks <= 1.0:
             raise ValueError(f"blob_masks must be in [0, 1], got "
                              f"{self.blob_masks}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got "
+                             f"{self.label_smoothing}")
 
 
 def _config_defaults(model: nn.Module) -> dict:
@@ -224,7 +228,8 @@ class Trainer:
         with autocast(self.device, self.cfg.bf16):
             logits = self.ddp(b.input_ids, b.states, b.pooled,
                               b.micro_conds, b.level)
-        loss = masked_ce(logits, b.labels, b.global_masked) * self.world
+        loss = masked_ce(logits, b.labels, b.global_masked,
+                         self.cfg.label_smoothing) * self.world
         if self.step in self.inject_nan:
             loss = loss * float("nan")
         self.opt.zero_grad(set_to_none=True)
