@@ -143,6 +143,17 @@ def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
         cli.main(["gate", "g0", "--out", str(tmp_path), "--sweep", "16,3"])
 
 
+def test_sweep_settings_parse_order_and_token_temperature():
+    from meissonic_lite.cli.gate import _sweep_setting
+    assert _sweep_setting("16,3,4.5", []) == (16.0, 3.0, 4.5)
+    assert _sweep_setting("16,3,0,halton", []) == (16.0, 3.0, 0.0, "halton")
+    assert _sweep_setting("32,2,1,confidence,0.5", []) == (
+        32.0, 2.0, 1.0, "confidence", 0.5)
+    for bad in ("16,3,4.5,confidence,hot", "16,3,4.5,confidence,1,2"):
+        with pytest.raises(ValueError, match="TOKEN_TEMP"):
+            _sweep_setting(bad, [bad])
+
+
 
 def test_clip_text_cut_keeps_the_causal_prefix():
     """The text tower is causal: the first 8 states of a G0 caption are

@@ -13,16 +13,18 @@ from ..training.gates import GateConfig, export_gate, run_gate, sampler_sweep
 
 
 def _sweep_setting(text: str, every: list[str]) -> tuple:
-    """'16,3,4.5' or '16,3,0,halton' -> (16.0, 3.0, 4.5[, 'halton'])."""
+    """'16,3,4.5', '16,3,0,halton' or '16,3,4.5,confidence,0.5' ->
+    (16.0, 3.0, 4.5[, order[, token temperature]])."""
     parts = text.split(",")
     try:
-        if len(parts) not in (3, 4):
+        if len(parts) not in (3, 4, 5):
             raise ValueError
         nums = tuple(float(v) for v in parts[:3])
+        tail = tuple(parts[3:4]) + tuple(float(v) for v in parts[4:])
     except ValueError as e:
-        raise ValueError("--sweep takes STEPS,CFG,TEMP[,ORDER] settings, "
-                         f"got {every}") from e
-    return nums + tuple(parts[3:])
+        raise ValueError("--sweep takes STEPS,CFG,TEMP[,ORDER[,TOKEN_TEMP]]"
+                         f" settings, got {every}") from e
+    return nums + tail
 
 
 def cmd_gate(args: argparse.Namespace) -> None:
@@ -73,8 +75,9 @@ def add_parser(sub) -> None:
                    "checkpoint as a resume point (fp16, one file)")
     g.add_argument("--order", default=d.order,
                    choices=["confidence", "random", "halton"])
-    g.add_argument("--sweep", nargs="+", metavar="STEPS,CFG,TEMP[,ORDER]",
+    g.add_argument("--sweep", nargs="+",
+                   metavar="STEPS,CFG,TEMP[,ORDER[,TOKEN_TEMP]]",
                    help="instead of training, judge --out's finished model"
                    " under these sampler settings (e.g. 16,3,4.5 or "
-                   "16,3,0,halton)")
+                   "16,3,0,halton or 16,3,4.5,confidence,0.5)")
     g.set_defaults(func=cmd_gate)

@@ -98,6 +98,7 @@ class GateConfig:
     guidance: float = 3.0
     gumbel: tuple[float, float] = (4.5, 0.0)
     order: str = "confidence"      # the sampler's reveal order
+    token_temperature: float = 1.0  # < 1: sharper draws of each token
     init: str = ""                 # start from this resume point (fresh
     #                                optimizer, warmup; images carry on)
     seed: int = 0
@@ -130,7 +131,8 @@ def judge_gate(model, tok, conditioner, cfg: GateConfig,
         len(caps), -1)
     grid = cfg.size // tok.config.factor
     scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
-                         gumbel_temperature=cfg.gumbel, order=cfg.order)
+                         gumbel_temperature=cfg.gumbel, order=cfg.order,
+                         token_temperature=cfg.token_temperature)
     was = model.training
     model.eval()
     tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
@@ -207,7 +209,8 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
 def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
                   ) -> dict:
     """Judge a finished gate run's model under other sampler settings
-    (steps, CFG, start choice temperature[, reveal order]), as many images
+    (steps, CFG, start choice temperature[, reveal order[, token
+    temperature]]), as many images
     per caption as the run's evaluations; writes out/sweep.json, which
     records `command`. Tells a sampler problem from a model problem."""
     out = Path(out)
@@ -217,14 +220,17 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
     model = load_transformer(out / "model.safetensors")
     cond = _conditioner(cfg, text.from_pretrained())
     rows = []
-    for steps, guidance, temp, *order in settings:
+    for steps, guidance, temp, *rest in settings:
+        order = rest[0] if rest else "confidence"
+        token_temp = rest[1] if len(rest) > 1 else 1.0
         c = replace(cfg, sample_steps=int(steps), guidance=guidance,
-                    gumbel=(temp, 0.0),
-                    order=order[0] if order else "confidence")
+                    gumbel=(temp, 0.0), order=order,
+                    token_temperature=float(token_temp))
         r = judge_gate(model, tok, cond, c)
         r.pop("images")
         rows.append({"steps": int(steps), "guidance": guidance,
-                     "choice_temperature": temp, "order": c.order, **r})
+                     "choice_temperature": temp, "order": c.order,
+                     "token_temperature": c.token_temperature, **r})
         print(json.dumps(rows[-1]), flush=True)
     res = {"command": command, "rows": rows}
     (out / "sweep.json").write_text(json.dumps(res, indent=1))
