@@ -24,7 +24,7 @@ import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from PIL import Image
@@ -48,6 +48,9 @@ from .masks import (
     image_tensor,
     pixel_mask_to_tokens,
 )
+
+if TYPE_CHECKING:              # typing.Unpack is Python >= 3.11
+    from typing_extensions import Unpack
 
 REMASK = ("random", "confidence")
 
