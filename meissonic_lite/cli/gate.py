@@ -37,7 +37,8 @@ def cmd_gate(args: argparse.Namespace) -> None:
         return
     if args.sweep:
         settings = [_sweep_setting(s, args.sweep) for s in args.sweep]
-        sampler_sweep(args.out, settings, args.command_line)
+        sampler_sweep(args.out, settings, args.command_line,
+                      args.sweep_seed, args.sweep_weights)
         return
     cfg = GateConfig(**{k: getattr(args, k) for k in
                         GateConfig.__dataclass_fields__})
@@ -80,4 +81,10 @@ def add_parser(sub) -> None:
                    help="instead of training, judge --out's finished model"
                    " under these sampler settings (e.g. 16,3,4.5 or "
                    "16,3,0,halton or 16,3,4.5,confidence,0.5)")
+    g.add_argument("--sweep-seed", type=int, default=12345,
+                   help="the sampler's seed in --sweep (another seed draws"
+                   " fresh samples of the same captions)")
+    g.add_argument("--sweep-weights", default="model",
+                   choices=["model", "model_ema"],
+                   help="judge the raw or the averaged (EMA) weights")
     g.set_defaults(func=cmd_gate)

@@ -206,18 +206,24 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     return out
 
 
-def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
-                  ) -> dict:
+def sampler_sweep(out: str | Path, settings: list[tuple], command: str = "",
+                  seed: int = 12345, weights: str = "model") -> dict:
     """Judge a finished gate run's model under other sampler settings
     (steps, CFG, start choice temperature[, reveal order[, token
     temperature]]), as many images
     per caption as the run's evaluations; writes out/sweep.json, which
-    records `command`. Tells a sampler problem from a model problem."""
+    records `command`. Tells a sampler problem from a model problem.
+    `seed` draws other samples of the same captions (a fresh check of a
+    setting chosen on the default seed); `weights` "model_ema" judges the
+    averaged weights."""
+    if weights not in ("model", "model_ema"):
+        raise ValueError(f"weights must be 'model' or 'model_ema', got "
+                         f"{weights!r}")
     out = Path(out)
     cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
         "config"])
     tok = vq_mod.from_pretrained()
-    model = load_transformer(out / "model.safetensors")
+    model = load_transformer(out / f"{weights}.safetensors")
     cond = _conditioner(cfg, text.from_pretrained())
     rows = []
     for steps, guidance, temp, *rest in settings:
@@ -226,13 +232,14 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = ""
         c = replace(cfg, sample_steps=int(steps), guidance=guidance,
                     gumbel=(temp, 0.0), order=order,
                     token_temperature=float(token_temp))
-        r = judge_gate(model, tok, cond, c)
+        r = judge_gate(model, tok, cond, c, seed)
         r.pop("images")
         rows.append({"steps": int(steps), "guidance": guidance,
                      "choice_temperature": temp, "order": c.order,
                      "token_temperature": c.token_temperature, **r})
         print(json.dumps(rows[-1]), flush=True)
-    res = {"command": command, "rows": rows}
+    res = {"command": command, "seed": seed, "weights": weights,
+           "rows": rows}
     (out / "sweep.json").write_text(json.dumps(res, indent=1))
     return res
 
