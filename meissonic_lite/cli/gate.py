@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))
     for name in ("lr", "blob_masks", "cfg_dropout", "guidance", "ema",
-                 "beta2", "label_smoothing"):
+                 "beta2", "label_smoothing", "token_temperature"):
         g.add_argument("--" + name.replace("_", "-"), type=float,
                        default=getattr(d, name))
     g.add_argument("--gumbel", type=float, nargs=2, default=d.gumbel)
