@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.gates import GateConfig, export_gate, run_gate, sampler_sweep
+from ..training.gates import (
+    JUDGE_SEED,
+    GateConfig,
+    export_gate,
+    run_gate,
+    sampler_sweep,
+)
 
 
 def _sweep_setting(text: str, every: list[str]) -> tuple:
@@ -81,7 +87,7 @@ def add_parser(sub) -> None:
                    help="instead of training, judge --out's finished model"
                    " under these sampler settings (e.g. 16,3,4.5 or "
                    "16,3,0,halton or 16,3,4.5,confidence,0.5)")
-    g.add_argument("--sweep-seed", type=int, default=12345,
+    g.add_argument("--sweep-seed", type=int, default=JUDGE_SEED,
                    help="the sampler's seed in --sweep (another seed draws"
                    " fresh samples of the same captions)")
     g.add_argument("--sweep-weights", default="model",

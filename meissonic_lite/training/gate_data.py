@@ -1,5 +1,6 @@
 """G0's data (chapter 6): one large object on gray, its caption, its
-tokens (the VQ's codes or flat colour codes) and the ideal text encoder.
+tokens (the VQ's codes or flat colour codes), the ideal text encoder, and
+`GateConfig`, what one gate run trains on and how it is judged.
 
 `snap_to_flat` and `OneHotText` exist to take the gate apart: flat codes
 remove the edge codes (which carry where an edge falls inside its patch),
@@ -8,7 +9,7 @@ and one-hot text removes the CLIP text path, one at a time.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,57 @@ from ..world.render import render
 from ..world.scene import Group, make_scene
 
 BACKGROUND = "gray"
+
+
+@dataclass
+class GateConfig:
+    """One gate run: data, model, optimisation and how it is judged."""
+
+    gate: str = "g0"
+    size: int = 64                 # image side in pixels
+    n_images: int = 8192           # rendered pool (cycled through)
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    warmup: int = 50
+    schedule: str = "constant"
+    beta2: float = 0.999           # AdamW's second-moment memory
+    label_smoothing: float = 0.0   # MaskGIT trains with 0.1
+    blob_masks: float = 0.5
+    cfg_dropout: float = 0.1
+    compress: bool = True          # 2x2 feature compression (8x8 inside)
+    heads: int = 3                 # attention heads of 64 channels (width)
+    ema: float = 0.0               # > 0: also judge EMA weights (decay)
+    conv_blocks: int = 0           # aMUSEd's ConvNeXt blocks per side
+    cond: str = "clip"             # "clip" or "onehot"
+    text_len: int = 0              # clip: keep this many states (0: 77)
+    tokens: str = "vq"             # "vq" codes, or "flat": each patch's
+    #                                majority colour as its flat code
+    align: int = 0                 # snap object centres to N px (0: off)
+    eval_every: int = 100
+    eval_seeds: int = 2            # images per caption at each evaluation
+    sample_steps: int = 16
+    guidance: float = 3.0
+    gumbel: tuple[float, float] = (4.5, 0.0)
+    order: str = "confidence"      # the sampler's reveal order
+    token_temperature: float = 1.0  # < 1: sharper draws of each token
+    init: str = ""                 # start from this resume point (fresh
+    #                                optimizer, warmup; images carry on)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.gate != "g0":
+            raise ValueError(f"unknown gate {self.gate!r}; allowed: g0")
+        if self.tokens not in ("vq", "flat"):
+            raise ValueError(f"tokens must be 'vq' or 'flat', got "
+                             f"{self.tokens!r}")
+        if self.cond not in ("clip", "onehot"):
+            raise ValueError(f"cond must be 'clip' or 'onehot', got "
+                             f"{self.cond!r}")
+        if self.order not in ("confidence", "random", "halton"):
+            raise ValueError(f"order must be confidence, random or "
+                             f"halton, got {self.order!r}")
+        self.gumbel = tuple(self.gumbel)
 
 
 def g0_pairs() -> list[tuple[str, str]]:

@@ -17,29 +17,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from ..evaluation.geneval import score_item
-from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
+from ..evaluation.judge import COLOR_NAMES
 from ..models import text
 from ..models import vq as vq_mod
 from ..models.pretrained import load_transformer, save_transformer
 from ..models.transformer import MeissonicTransformer, TransformerConfig
-from ..sampling.decode import SamplerConfig, decode
-from ..sampling.masking import mask_rate_level
-from ..utils import to_uint8
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score
 from .checkpoint import LATEST
 from .gate_data import (
-    BACKGROUND,
     ClipText,
+    GateConfig,
     OneHotText,
     flat_codes,
     g0_caption,
@@ -47,10 +42,19 @@ from .gate_data import (
     g0_pairs,
     snap_to_flat,
 )
+from .gate_judge import (
+    JUDGE_SEED,
+    edge_interior_accuracy,
+    judge_gate,
+    score_g0,
+)
 from .resume_point import export_resume_point, load_resume_point
 from .trainer import TrainConfig, Trainer
 
+# The gate's face: its data (gate_data), its judge (gate_judge) and its run.
 __all__ = [
+    "COLOR_NAMES",
+    "JUDGE_SEED",
     "ClipText",
     "GateConfig",
     "OneHotText",
@@ -62,157 +66,18 @@ __all__ = [
     "g0_pairs",
     "judge_gate",
     "run_gate",
+    "sampler_sweep",
     "score_g0",
     "snap_to_flat",
 ]
 
 
-@dataclass
-class GateConfig:
-    """One gate run: data, model, optimisation and how it is judged."""
-
-    gate: str = "g0"
-    size: int = 64                 # image side in pixels
-    n_images: int = 8192           # rendered pool (cycled through)
-    steps: int = 400
-    batch_size: int = 64
-    lr: float = 1.5e-3
-    warmup: int = 50
-    schedule: str = "constant"
-    beta2: float = 0.999           # AdamW's second-moment memory
-    label_smoothing: float = 0.0   # MaskGIT trains with 0.1
-    blob_masks: float = 0.5
-    cfg_dropout: float = 0.1
-    compress: bool = True          # 2x2 feature compression (8x8 inside)
-    heads: int = 3                 # attention heads of 64 channels (width)
-    ema: float = 0.0               # > 0: also judge EMA weights (decay)
-    conv_blocks: int = 0           # aMUSEd's ConvNeXt blocks per side
-    cond: str = "clip"             # "clip" or "onehot"
-    text_len: int = 0              # clip: keep this many states (0: 77)
-    tokens: str = "vq"             # "vq" codes, or "flat": each patch's
-    #                                majority colour as its flat code
-    align: int = 0                 # snap object centres to N px (0: off)
-    eval_every: int = 100
-    eval_seeds: int = 2            # images per caption at each evaluation
-    sample_steps: int = 16
-    guidance: float = 3.0
-    gumbel: tuple[float, float] = (4.5, 0.0)
-    order: str = "confidence"      # the sampler's reveal order
-    token_temperature: float = 1.0  # < 1: sharper draws of each token
-    init: str = ""                 # start from this resume point (fresh
-    #                                optimizer, warmup; images carry on)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.gate != "g0":
-            raise ValueError(f"unknown gate {self.gate!r}; allowed: g0")
-        if self.tokens not in ("vq", "flat"):
-            raise ValueError(f"tokens must be 'vq' or 'flat', got "
-                             f"{self.tokens!r}")
-        if self.cond not in ("clip", "onehot"):
-            raise ValueError(f"cond must be 'clip' or 'onehot', got "
-                             f"{self.cond!r}")
-        if self.order not in ("confidence", "random", "halton"):
-            raise ValueError(f"order must be confidence, random or "
-                             f"halton, got {self.order!r}")
-        self.gumbel = tuple(self.gumbel)
-
-
-@torch.no_grad()
-def judge_gate(model, tok, conditioner, cfg: GateConfig,
-               seed: int = 12345) -> dict:
-    """Draw every G0 caption `eval_seeds` times with the sampler and
-    score the images with `score_g0`; also returns them (uint8)."""
-    pairs = g0_pairs() * cfg.eval_seeds
-    caps = [g0_caption(k, c) for k, c in pairs]
-    cond = conditioner.encode(caps)
-    uncond = conditioner.null(len(caps))
-    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(
-        len(caps), -1)
-    grid = cfg.size // tok.config.factor
-    scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
-                         gumbel_temperature=cfg.gumbel, order=cfg.order,
-                         token_temperature=cfg.token_temperature)
-    was = model.training
-    model.eval()
-    tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
-                    torch.Generator().manual_seed(seed))
-    model.train(was)
-    arr = to_uint8(tok.decode(tokens))
-    return {**score_g0(arr, pairs), "images": arr}
-
-
-def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
-    """What the judge reads in G0 images, one (kind, colour) each. g0: the
-    largest object the judge sees has the prompt's kind and colour; also
-    the GenEval 'colors' rule (any object of the kind, all in the colour:
-    stray specks can pass it), the share whose main colour is right and
-    the share whose largest object has the right kind (chance 1/6)."""
-    both = colour = kind = loose = 0
-    for a, (k, c) in zip(images, pairs):
-        a = np.asarray(a)
-        dets = detect(a)
-        item = {"tag": "colors", "include": [{"kind": k, "count": 1,
-                                              "color": c}]}
-        loose += score_item(item, dets)
-        main = max(dets, key=lambda d: d.extent) if dets else None
-        colour += _dominant(a) == c
-        kind += main is not None and main.kind == k
-        both += main is not None and (main.kind, main.color) == (k, c)
-    n = len(pairs)
-    return {"g0": both / n, "geneval_colors": loose / n,
-            "colour": colour / n, "kind": kind / n, "n": n}
-
-
-@torch.no_grad()
-def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
-                           n: int = 192, rates=(0.3, 0.6, 0.9),
-                           seed: int = 77) -> dict:
-    """Teacher-forced probe on fresh G0 renders: at each mask rate, the
-    argmax accuracy and cross-entropy on masked background tokens, object
-    interior tokens and object edge tokens (an object token with a
-    background 4-neighbour). Where the model fails, edges or layout."""
-    ims = g0_images(n, cfg.size, seed + 1, cfg.align)
-    x = torch.stack([to_tensor(im) for im, _ in ims])
-    t = tok.encode(x) if cfg.tokens == "vq" else snap_to_flat(x, tok)
-    bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
-    states, pooled = conditioner.encode(
-        [g0_caption(k, c) for _, (k, c) in ims])
-    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(n, -1)
-    obj = t != bg
-    outside = F.pad((~obj).float()[:, None], (1, 1, 1, 1), value=1.0)
-    cross = torch.tensor([[0., 1, 0], [1, 1, 1], [0, 1, 0]])[None, None]
-    near_bg = F.conv2d(outside, cross)[:, 0] > 0
-    parts = {"background": ~obj, "interior": obj & ~near_bg,
-             "edge": obj & near_bg}
-    g = torch.Generator().manual_seed(seed)
-    was = model.training
-    model.eval()
-    out = {}
-    for rate in rates:
-        mask = torch.rand(t.shape, generator=g) < rate
-        inp = t.masked_fill(mask, model.config.mask_id)
-        level = mask_rate_level(mask.float().mean((1, 2)))
-        logits = model(inp, states, pooled, micro, level).float()
-        ce = F.cross_entropy(logits, t, reduction="none")
-        hit = logits.argmax(1) == t
-        out[str(rate)] = {
-            name: {"accuracy": round(float(hit[mask & sel].float().mean()),
-                                     3),
-                   "ce": round(float(ce[mask & sel].mean()), 3),
-                   "tokens_per_image": round(float(sel.sum()) / n, 1)}
-            for name, sel in parts.items()}
-    model.train(was)
-    return out
-
-
 def sampler_sweep(out: str | Path, settings: list[tuple], command: str = "",
-                  seed: int = 12345, weights: str = "model") -> dict:
+                  seed: int = JUDGE_SEED, weights: str = "model") -> dict:
     """Judge a finished gate run's model under other sampler settings
     (steps, CFG, start choice temperature[, reveal order[, token
-    temperature]]), as many images
-    per caption as the run's evaluations; writes out/sweep.json, which
-    records `command`. Tells a sampler problem from a model problem.
+    temperature]]), as many images per caption as the run's evaluations;
+    writes out/sweep.json, which records `command`. Tells a sampler problem from a model problem.
     `seed` draws other samples of the same captions (a fresh check of a
     setting chosen on the default seed); `weights` "model_ema" judges the
     averaged weights."""
@@ -261,15 +126,6 @@ def _conditioner(cfg: GateConfig, enc):
     """The gate's text path: the CLIP encoder, or one-hot vectors."""
     return (ClipText(enc, cfg.text_len) if cfg.cond == "clip" else
             OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed))
-
-
-def _dominant(a: np.ndarray) -> str:
-    """The object colour covering most pixels (blobs the judge rejects)."""
-    d = np.linalg.norm(a[..., None, :].astype(np.float32) - PALETTE, axis=-1)
-    lab = d.argmin(-1).ravel()
-    counts = np.bincount(lab, minlength=len(COLOR_NAMES))
-    counts[COLOR_NAMES.index(BACKGROUND)] = 0
-    return COLOR_NAMES[int(counts.argmax())]
 
 
 def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",

@@ -1,0 +1,126 @@
+"""Judging a gate run (chapter 6): draw every G0 caption with the sampler
+and let the independent judge read the images, and a teacher-forced probe
+of where the model fails (edge versus interior tokens)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..evaluation.geneval import score_item
+from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
+from ..sampling.decode import SamplerConfig, decode
+from ..sampling.masking import mask_rate_level
+from ..utils import to_uint8
+from ..world.dataset import to_tensor
+from .gate_data import (
+    BACKGROUND,
+    GateConfig,
+    flat_codes,
+    g0_caption,
+    g0_images,
+    g0_pairs,
+    snap_to_flat,
+)
+
+__all__ = ["JUDGE_SEED", "edge_interior_accuracy", "judge_gate", "score_g0"]
+
+JUDGE_SEED = 12345  # the sampler's seed for every judged point of a curve
+
+
+@torch.no_grad()
+def judge_gate(model, tok, conditioner, cfg: GateConfig,
+               seed: int = JUDGE_SEED) -> dict:
+    """Draw every G0 caption `eval_seeds` times with the sampler and
+    score the images with `score_g0`; also returns them (uint8)."""
+    pairs = g0_pairs() * cfg.eval_seeds
+    caps = [g0_caption(k, c) for k, c in pairs]
+    cond = conditioner.encode(caps)
+    uncond = conditioner.null(len(caps))
+    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(
+        len(caps), -1)
+    grid = cfg.size // tok.config.factor
+    scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
+                         gumbel_temperature=cfg.gumbel, order=cfg.order,
+                         token_temperature=cfg.token_temperature)
+    was = model.training
+    model.eval()
+    tokens = decode(model, cond, uncond, micro, (grid, grid), scfg,
+                    torch.Generator().manual_seed(seed))
+    model.train(was)
+    arr = to_uint8(tok.decode(tokens))
+    return {**score_g0(arr, pairs), "images": arr}
+
+
+def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
+    """What the judge reads in G0 images, one (kind, colour) each. g0: the
+    largest object the judge sees has the prompt's kind and colour; also
+    the GenEval 'colors' rule (any object of the kind, all in the colour:
+    stray specks can pass it), the share whose main colour is right and
+    the share whose largest object has the right kind (chance 1/6)."""
+    both = colour = kind = loose = 0
+    for a, (k, c) in zip(images, pairs):
+        a = np.asarray(a)
+        dets = detect(a)
+        item = {"tag": "colors", "include": [{"kind": k, "count": 1,
+                                              "color": c}]}
+        loose += score_item(item, dets)
+        main = max(dets, key=lambda d: d.extent) if dets else None
+        colour += _dominant(a) == c
+        kind += main is not None and main.kind == k
+        both += main is not None and (main.kind, main.color) == (k, c)
+    n = len(pairs)
+    return {"g0": both / n, "geneval_colors": loose / n,
+            "colour": colour / n, "kind": kind / n, "n": n}
+
+
+@torch.no_grad()
+def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
+                           n: int = 192, rates=(0.3, 0.6, 0.9),
+                           seed: int = 77) -> dict:
+    """Teacher-forced probe on fresh G0 renders: at each mask rate, the
+    argmax accuracy and cross-entropy on masked background tokens, object
+    interior tokens and object edge tokens (an object token with a
+    background 4-neighbour). Where the model fails, edges or layout."""
+    ims = g0_images(n, cfg.size, seed + 1, cfg.align)
+    x = torch.stack([to_tensor(im) for im, _ in ims])
+    t = tok.encode(x) if cfg.tokens == "vq" else snap_to_flat(x, tok)
+    bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
+    states, pooled = conditioner.encode(
+        [g0_caption(k, c) for _, (k, c) in ims])
+    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(n, -1)
+    obj = t != bg
+    outside = F.pad((~obj).float()[:, None], (1, 1, 1, 1), value=1.0)
+    cross = torch.tensor([[0., 1, 0], [1, 1, 1], [0, 1, 0]])[None, None]
+    near_bg = F.conv2d(outside, cross)[:, 0] > 0
+    parts = {"background": ~obj, "interior": obj & ~near_bg,
+             "edge": obj & near_bg}
+    g = torch.Generator().manual_seed(seed)
+    was = model.training
+    model.eval()
+    out = {}
+    for rate in rates:
+        mask = torch.rand(t.shape, generator=g) < rate
+        inp = t.masked_fill(mask, model.config.mask_id)
+        level = mask_rate_level(mask.float().mean((1, 2)))
+        logits = model(inp, states, pooled, micro, level).float()
+        ce = F.cross_entropy(logits, t, reduction="none")
+        hit = logits.argmax(1) == t
+        out[str(rate)] = {
+            name: {"accuracy": round(float(hit[mask & sel].float().mean()),
+                                     3),
+                   "ce": round(float(ce[mask & sel].mean()), 3),
+                   "tokens_per_image": round(float(sel.sum()) / n, 1)}
+            for name, sel in parts.items()}
+    model.train(was)
+    return out
+
+
+def _dominant(a: np.ndarray) -> str:
+    """The object colour covering most pixels (blobs the judge rejects)."""
+    d = np.linalg.norm(a[..., None, :].astype(np.float32) - PALETTE, axis=-1)
+    lab = d.argmin(-1).ravel()
+    counts = np.bincount(lab, minlength=len(COLOR_NAMES))
+    counts[COLOR_NAMES.index(BACKGROUND)] = 0
+    return COLOR_NAMES[int(counts.argmax())]
