@@ -1,6 +1,7 @@
 """The learnability gate G0 (chapter 6): data, conditioning, scoring, run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from meissonic_lite.training import gates
 from meissonic_lite.world import vocab
 from meissonic_lite.world.dataset import to_tensor
 
+# The curve of the run whose last weights are data/resume/g0.safetensors.
+RESUME_CURVE = "g0_vq_onehot_cont_3000.json"
 
 @pytest.fixture(scope="module")
 def tok():
@@ -45,7 +48,11 @@ def test_true_renders_pass_g0_and_plain_canvases_fail(tok):
     arr = (rec.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     assert gates.score_g0(arr, pairs)["g0"] >= 0.9
     gray = np.full((48, 64, 64, 3), 128, np.uint8)
-    assert gates.score_g0(gray, pairs)["g0"] == 0.0
+    empty = gates.score_g0(gray, pairs)
+    assert empty["g0"] == 0.0
+    # the confusion table: 8 of each kind, read as themselves when clean
+    assert empty["read_as"] == {k: {"none": 8} for k in vocab.SHAPES}
+    assert all(seen.get(k, 0) >= 7 for k, seen in clean["read_as"].items())
 
 
 def test_snap_to_flat_keeps_the_layout_in_flat_codes(tok):
@@ -166,3 +173,25 @@ def test_clip_text_cut_keeps_the_causal_prefix():
     assert hs.shape == (5, 8, enc.hidden_dim) and hf.shape[1] == 77
     assert torch.allclose(hs, hf[:, :8]) and torch.allclose(ps, pf)
     assert short.null(3)[0].shape == (3, 8, enc.hidden_dim)
+
+
+def test_the_committed_resume_point_still_draws_g0(tok):
+    """data/resume/g0.safetensors, the run chapter 6 carries on, loads as
+    any model does, records where its curve ended, and judged as that
+    curve was (same sampler, same seed) reads within 0.1 of its last raw
+    point (fp16 weights and another CPU may flip a few of the 96 draws)."""
+    from meissonic_lite.models import text
+    from meissonic_lite.models.transformer import MeissonicTransformer
+    root = Path(__file__).resolve().parents[1]
+    curve = json.loads((root / "meissonic_lite/weights/gates" /
+                        RESUME_CURVE).read_text())
+    cfg = gates.GateConfig(**curve["config"])
+    model = MeissonicTransformer.from_pretrained(
+        root / "data/resume/g0.safetensors")
+    notes = model.config.extra["resume"]
+    assert notes["images_seen"] == curve["points"][-1]["images_seen"]
+    assert notes["tokenizer_sha256"] == tok.tokenizer_sha256
+    enc = text.from_pretrained()
+    cond = gates.OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed)
+    got = gates.judge_gate(model, tok, cond, cfg)["g0"]
+    assert got >= curve["points"][-1]["g0"] - 0.1

@@ -58,8 +58,11 @@ def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
     largest object the judge sees has the prompt's kind and colour; also
     the GenEval 'colors' rule (any object of the kind, all in the colour:
     stray specks can pass it), the share whose main colour is right and
-    the share whose largest object has the right kind (chance 1/6)."""
+    the share whose largest object has the right kind (chance 1/6), and
+    read_as: for each prompted kind, how often the largest object was read
+    as each kind ("none": nothing found), the confusions behind the score."""
     both = colour = kind = loose = 0
+    read_as: dict[str, dict[str, int]] = {}
     for a, (k, c) in zip(images, pairs):
         a = np.asarray(a)
         dets = detect(a)
@@ -70,9 +73,13 @@ def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
         colour += _dominant(a) == c
         kind += main is not None and main.kind == k
         both += main is not None and (main.kind, main.color) == (k, c)
+        seen = read_as.setdefault(k, {})
+        name = main.kind if main is not None else "none"
+        seen[name] = seen.get(name, 0) + 1
     n = len(pairs)
     return {"g0": both / n, "geneval_colors": loose / n,
-            "colour": colour / n, "kind": kind / n, "n": n}
+            "colour": colour / n, "kind": kind / n, "n": n,
+            "read_as": read_as}
 
 
 @torch.no_grad()
