@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from meissonic_lite.models import vq as vq_mod
 from meissonic_lite.training import gates
@@ -106,6 +107,34 @@ def test_run_gate_writes_a_curve_and_resumes(tmp_path):
     assert (tmp_path / "sweep.json").is_file()
 
 
+def test_a_gate_tokenizes_with_the_vq_it_is_given(tmp_path):
+    """--tokenizer: another VQ file (here an untrained f=8 one) sets the
+    token grid (128 px / 8 = 16, as the 64 px f=4 grid), the codebook the
+    model predicts, the judged images' size and the resume point's
+    tokenizer; a missing file is refused with its name."""
+    from meissonic_lite.models.pretrained import load_transformer
+    from meissonic_lite.models.vq import VQConfig, VQModel
+    torch.manual_seed(0)
+    f8 = VQModel(VQConfig(factor=8, num_codes=64, channels=[8, 8, 8, 8]))
+    path = tmp_path / "vq8.safetensors"
+    vq_mod.save_weights(f8, path)
+    cfg = gates.GateConfig(size=128, n_images=16, steps=1, batch_size=8,
+                           eval_every=1, eval_seeds=1, sample_steps=2,
+                           cond="onehot", tokenizer=str(path))
+    res = gates.run_gate(cfg, tmp_path / "run")
+    assert res["config"]["tokenizer"] == str(path)
+    with Image.open(tmp_path / "run" / "grid_00001.png") as grid:
+        assert grid.size == (12 * 128, 4 * 128)
+    model = load_transformer(tmp_path / "run" / "model.safetensors")
+    assert model.config.codebook_size == 64
+    tok8 = gates.gate_tokenizer(cfg)
+    assert tok8.config.factor == 8
+    assert tok8.tokenizer_sha256 != vq_mod.from_pretrained().tokenizer_sha256
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        gates.gate_tokenizer(gates.GateConfig(
+            tokenizer=str(tmp_path / "nope.safetensors")))
+
+
 def test_a_resume_point_carries_a_run_on_and_refuses_bad_input(tmp_path,
                                                                tok):
     """The small file a session commits: fp16 weights + where the run
@@ -175,7 +204,7 @@ def test_clip_text_cut_keeps_the_causal_prefix():
     assert short.null(3)[0].shape == (3, 8, enc.hidden_dim)
 
 
-def test_the_committed_resume_point_still_draws_g0(tok):
+def test_the_committed_resume_point_still_draws_g0():
     """data/resume/g0.safetensors, the run chapter 6 carries on, loads as
     any model does, records where its curve ended, and judged as that
     curve was (same sampler, same seed) reads within 0.1 of its last raw
@@ -190,8 +219,8 @@ def test_the_committed_resume_point_still_draws_g0(tok):
         root / "data/resume/g0.safetensors")
     notes = model.config.extra["resume"]
     assert notes["images_seen"] == curve["points"][-1]["images_seen"]
-    assert notes["tokenizer_sha256"] == tok.tokenizer_sha256
-    enc = text.from_pretrained()
-    cond = gates.OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed)
-    got = gates.judge_gate(model, tok, cond, cfg)["g0"]
+    run_tok = gates.gate_tokenizer(cfg)
+    assert notes["tokenizer_sha256"] == run_tok.tokenizer_sha256
+    cond = gates.gate_conditioner(cfg, text.from_pretrained())
+    got = gates.judge_gate(model, run_tok, cond, cfg)["g0"]
     assert got >= curve["points"][-1]["g0"] - 0.1

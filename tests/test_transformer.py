@@ -120,10 +120,41 @@ def test_shapes_square_and_non_square(compress, hw):
 def test_odd_grid_with_compression_is_a_clear_error():
     model = _model(compress=True)
     tok, text, pooled, micro, level = _inputs(model.config, 2, 3, 4)
-    with pytest.raises(ValueError, match="even token grid"):
+    with pytest.raises(ValueError, match="divisible by 2"):
         model(tok, text, pooled, micro, level)
     # the same grid works without compression
     _model()(tok, text, pooled, micro, level)
+
+
+def test_wider_compression_merges_k_by_k_positions():
+    """compress_factor=4 runs a 16x8 token grid on 4x2 positions (how 32x32
+    tokens of a 128 px image fit the 8x8 positions of a 64 px one); the
+    2x2 default keeps its parameter shapes (shipped files load); a grid
+    not divisible by 4 is refused; the official export refuses it."""
+    from meissonic_lite.models.official import to_official_state_dict
+    two, four = _model(compress=True), _model(compress=True,
+                                               compress_factor=4)
+    assert two.config.compression == 2 and four.config.compression == 4
+    assert _model().config.compression == 1
+    d = two.config.dim
+    assert two.down_block.conv.weight.shape == (d, d, 2, 2)
+    assert four.up_block.conv.weight.shape == (d, d, 4, 4)
+    seen = []
+    hook = four.project_to_hidden.register_forward_hook(
+        lambda m, i, o: seen.append(o.shape))
+    tok, text, pooled, micro, level = _inputs(four.config, 2, 16, 8)
+    with torch.no_grad():
+        out = four(tok, text, pooled, micro, level)
+    hook.remove()
+    assert out.shape == (2, four.config.codebook_size, 16, 8)
+    assert seen == [(2, 4 * 2, d)]
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        four(*_inputs(four.config, 2, 8, 6))
+    with pytest.raises(ValueError, match="compresses 4x4"):
+        to_official_state_dict(four)
+    with pytest.raises(ValueError, match="compress_factor"):
+        TransformerConfig.preset("tiny", compress=True, compress_factor=1)
 
 
 @pytest.mark.parametrize("rope", ["2d", "1d", "none", "learned"])

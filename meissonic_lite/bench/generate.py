@@ -297,7 +297,7 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
     size = grid * 4                      # micro-condition only (f = 4)
     micro = torch.tensor([[size, size, 0, 0, 9.0]], device=dev)
     n = grid * grid
-    shrink = 4 if cfg.compress else 1
+    shrink = cfg.compression ** 2
 
     def masked_pos(args):
         tok, text = args[0], args[1]

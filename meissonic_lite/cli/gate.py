@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     g.add_argument("gate", nargs="?", default=d.gate, choices=["g0"])
     g.add_argument("--out", default="runs/gate_g0")
     for name in ("size", "n_images", "steps", "batch_size", "warmup", "align",
-                 "text_len", "heads", "conv_blocks",
+                 "text_len", "heads", "conv_blocks", "compress_factor",
                  "eval_every", "eval_seeds", "sample_steps", "seed"):
         g.add_argument("--" + name.replace("_", "-"), type=int,
                        default=getattr(d, name))
@@ -72,6 +72,10 @@ def add_parser(sub) -> None:
                    choices=["constant", "cosine"])
     g.add_argument("--cond", default=d.cond, choices=["clip", "onehot"])
     g.add_argument("--tokens", default=d.tokens, choices=["vq", "flat"])
+    g.add_argument("--tokenizer", default=d.tokenizer, metavar="WEIGHTS",
+                   help="VQ weights to tokenize with (default: the "
+                   "shipped f=4 tokenizer), e.g. an f=8 one for 128 px "
+                   "at 8x8 positions")
     g.add_argument("--no-compress", dest="compress", action="store_false")
     g.add_argument("--resume", action="store_true")
     g.add_argument("--init", default=d.init, metavar="PATH",

@@ -1,5 +1,5 @@
 """The layers around the Meissonic transformer's blocks (chapter 5): the
-code embedding, the 2x2 feature compression and its inverse, the masked-
+code embedding, the k x k feature compression (paper: 2x2) and its inverse, the masked-
 token head, and the embedder of the mask-rate level and pooled text.
 
 Names follow the released code (viiika/Meissonic src/transformer.py:
@@ -32,44 +32,48 @@ class TokenEmbed(nn.Module):
         return self.conv(self.layer_norm(self.embeddings(ids)))
 
 
-class _NormThen2x2(nn.Module):
-    """RMSNorm over channels, then a 2x2 stride-2 `conv_type` (no bias):
-    the shared parts of the feature compression's two ends."""
+class _NormThenKxK(nn.Module):
+    """RMSNorm over channels, then a k x k stride-k `conv_type` (no bias):
+    the shared parts of the feature compression's two ends (paper: k=2)."""
 
-    def __init__(self, dim: int, eps: float, conv_type: type) -> None:
+    def __init__(self, dim: int, eps: float, conv_type: type,
+                 k: int = 2) -> None:
         super().__init__()
+        self.k = k
         self.norm = RMSNorm(dim, eps)
-        self.conv = conv_type(dim, dim, 2, stride=2, bias=False)
+        self.conv = conv_type(dim, dim, k, stride=k, bias=False)
 
 
-class Downsample(_NormThen2x2):
-    """RMSNorm, then a 2x2 stride-2 conv: 2x2 positions -> 1."""
+class Downsample(_NormThenKxK):
+    """RMSNorm, then a k x k stride-k conv: k x k positions -> 1."""
 
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__(dim, eps, nn.Conv2d)
+    def __init__(self, dim: int, eps: float, k: int = 2) -> None:
+        super().__init__(dim, eps, nn.Conv2d, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, H, W, C) channels-last -> (B, H/2, W/2, C); as a linear map
-        # on 2x2 patches, weight (out, in, kh, kw) -> (out, kh*kw*in)
+        # x (B, H, W, C) channels-last -> (B, H/k, W/k, C); as a linear map
+        # on k x k patches, weight (out, in, kh, kw) -> (out, kh*kw*in)
         b, h, w, c = x.shape
-        x = self.norm(x).reshape(b, h // 2, 2, w // 2, 2, c)
-        x = x.transpose(2, 3).reshape(b, h // 2, w // 2, 4 * c)
-        wt = self.conv.weight.permute(0, 2, 3, 1).reshape(c, 4 * c)
+        k = self.k
+        x = self.norm(x).reshape(b, h // k, k, w // k, k, c)
+        x = x.transpose(2, 3).reshape(b, h // k, w // k, k * k * c)
+        wt = self.conv.weight.permute(0, 2, 3, 1).reshape(c, k * k * c)
         return F.linear(x, wt)
 
 
-class Upsample(_NormThen2x2):
-    """RMSNorm, then a 2x2 stride-2 transposed conv: 1 position -> 2x2."""
+class Upsample(_NormThenKxK):
+    """RMSNorm, then a k x k stride-k transposed conv: 1 position -> k x k."""
 
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__(dim, eps, nn.ConvTranspose2d)
+    def __init__(self, dim: int, eps: float, k: int = 2) -> None:
+        super().__init__(dim, eps, nn.ConvTranspose2d, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, h, w, C) -> (B, 2h, 2w, C): each token emits a 2x2 patch
+        # x (B, h, w, C) -> (B, kh, kw, C): each token emits a k x k patch
         b, h, w, c = x.shape
-        wt = self.conv.weight.permute(2, 3, 1, 0).reshape(4 * c, c)
-        y = F.linear(self.norm(x), wt).reshape(b, h, w, 2, 2, c)
-        return y.transpose(2, 3).reshape(b, 2 * h, 2 * w, c)
+        k = self.k
+        wt = self.conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, c)
+        y = F.linear(self.norm(x), wt).reshape(b, h, w, k, k, c)
+        return y.transpose(2, 3).reshape(b, k * h, k * w, c)
 
 
 class MlmHead(nn.Module):

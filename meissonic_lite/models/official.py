@@ -119,6 +119,9 @@ def to_official_state_dict(model_or_sd) -> dict[str, torch.Tensor]:
         if name.startswith(("down_convs.", "up_convs.")):
             raise ValueError("ConvNeXt blocks (conv_blocks > 0) are "
                              "aMUSEd's; the released Meissonic has none")
+        if name == "down_block.conv.weight" and t.shape[-1] != 2:
+            raise ValueError("the released Meissonic compresses 2x2; this "
+                             f"model compresses {t.shape[-1]}x{t.shape[-1]}")
         parts = _official_parts(name)
         if parts is not None:
             d = t.shape[0]

@@ -68,6 +68,8 @@ class TransformerConfig:
     micro_dim: int = 256  # sinusoid width per micro-condition
     level_dim: int = 256  # sinusoid width of the mask-rate level
     compress: bool = False  # 2x2 stride-2 conv before, conv-T after
+    compress_factor: int = 2  # positions merged per side when compress
+    #                           (paper: 2; 4 lets 32x32 tokens run on 8x8)
     conv_blocks: int = 0  # aMUSEd's ConvNeXt blocks per side (not in
     #                       Meissonic): local mixing before/after attention
     rope: RopeMode = "2d"  # released code: 2d; paper text: 1d
@@ -83,6 +85,11 @@ class TransformerConfig:
         return self.num_heads * self.head_dim
 
     @property
+    def compression(self) -> int:
+        """Token positions per transformer position, per side (1: none)."""
+        return self.compress_factor if self.compress else 1
+
+    @property
     def mask_id(self) -> int:
         """Input id of [MASK]: the last vocabulary row, never predicted."""
         return self.vocab_size - 1
@@ -93,6 +100,9 @@ class TransformerConfig:
         if self.vocab_size <= self.codebook_size:
             raise ValueError("vocab_size must exceed codebook_size so the "
                              "mask id (vocab_size - 1) is not a code")
+        if self.compress_factor < 2:
+            raise ValueError(f"compress_factor must be >= 2, got "
+                             f"{self.compress_factor}")
         if self.rope not in ("2d", "1d", "none", "learned"):
             raise ValueError(f"unknown rope mode {self.rope!r}")
         if self.rope == "2d" and (sum(self.rope_axes) != self.head_dim
@@ -142,7 +152,8 @@ class MeissonicTransformer(nn.Module):
         self.config = cfg = config
         d, eps = cfg.dim, cfg.eps
         self.embed = TokenEmbed(cfg.vocab_size, d, eps)
-        self.down_block = Downsample(d, eps) if cfg.compress else None
+        k = cfg.compress_factor
+        self.down_block = Downsample(d, eps, k) if cfg.compress else None
         self.down_convs = nn.ModuleList(
             ConvNextBlock(d, cfg.mlp_ratio, eps)
             for _ in range(cfg.conv_blocks))
@@ -164,7 +175,7 @@ class MeissonicTransformer(nn.Module):
         self.up_convs = nn.ModuleList(
             ConvNextBlock(d, cfg.mlp_ratio, eps)
             for _ in range(cfg.conv_blocks))
-        self.up_block = Upsample(d, eps) if cfg.compress else None
+        self.up_block = Upsample(d, eps, k) if cfg.compress else None
         self.mlm_layer = MlmHead(d, cfg.codebook_size, eps)
         self.pos_embed = None
         if cfg.rope == "learned":  # absolute, for the ablation chapter
@@ -217,9 +228,10 @@ class MeissonicTransformer(nn.Module):
                               or float(level.max()) > 1000):
             raise ValueError("level must lie in [0, 1000] "
                              "(masking.mask_rate_level: round(1000 r))")
-        if cfg.compress and (h % 2 or w % 2):
-            raise ValueError(f"feature compression needs an even token "
-                             f"grid, got {h}x{w}")
+        k = cfg.compression
+        if h % k or w % k:
+            raise ValueError(f"feature compression needs a token grid "
+                             f"divisible by {k}, got {h}x{w}")
         return level
 
     def rope_tables(self, text_len: int, h: int, w: int, device, dtype):
@@ -259,7 +271,7 @@ class MeissonicTransformer(nn.Module):
         temb_act = F.silu(temb)
         x = self.embed(tokens)  # (B, H, W, d)
         if self.down_block is not None:
-            x = self.down_block(x)  # (B, H/2, W/2, d)
+            x = self.down_block(x)  # (B, H/k, W/k, d)
         for blk in self.down_convs:  # empty unless conv_blocks > 0
             x = blk(x, temb_act)
         h, w = x.shape[1:3]

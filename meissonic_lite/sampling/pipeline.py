@@ -74,7 +74,7 @@ class MeissonicLitePipeline:
     def multiple(self) -> int:
         """Image sides must be multiples of this many pixels."""
         f = self.vq.config.factor
-        return f * (2 if self.transformer.config.compress else 1)
+        return f * self.transformer.config.compression
 
     def _check(self, prompts, negative, steps, scale, height, width, n):
         if isinstance(prompts, str):

@@ -39,6 +39,7 @@ class GateConfig:
     blob_masks: float = 0.5
     cfg_dropout: float = 0.1
     compress: bool = True          # 2x2 feature compression (8x8 inside)
+    compress_factor: int = 2       # 4: 32x32 tokens (128 px) on 8x8
     heads: int = 3                 # attention heads of 64 channels (width)
     ema: float = 0.0               # > 0: also judge EMA weights (decay)
     conv_blocks: int = 0           # aMUSEd's ConvNeXt blocks per side
@@ -46,6 +47,7 @@ class GateConfig:
     text_len: int = 0              # clip: keep this many states (0: 77)
     tokens: str = "vq"             # "vq" codes, or "flat": each patch's
     #                                majority colour as its flat code
+    tokenizer: str = ""            # VQ weights file ("": the shipped f=4)
     align: int = 0                 # snap object centres to N px (0: off)
     eval_every: int = 100
     eval_seeds: int = 2            # images per caption at each evaluation
@@ -71,6 +73,14 @@ class GateConfig:
             raise ValueError(f"order must be confidence, random or "
                              f"halton, got {self.order!r}")
         self.gumbel = tuple(self.gumbel)
+
+
+def gate_micro_conds(size: int, n: int, score: float = 9.0
+                     ) -> torch.Tensor:
+    """(n, 5) micro-conditions of a square `size`-px image with no crop and
+    aesthetic `score` (9.0: the best, as the sampler asks for)."""
+    return torch.tensor([[size, size, 0, 0, score]],
+                        dtype=torch.float32).expand(n, -1)
 
 
 def g0_pairs() -> list[tuple[str, str]]:

@@ -4,6 +4,8 @@ of where the model fails (edge versus interior tokens)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
+    gate_micro_conds,
     snap_to_flat,
 )
 
@@ -38,8 +41,7 @@ def judge_gate(model, tok, conditioner, cfg: GateConfig,
     caps = [g0_caption(k, c) for k, c in pairs]
     cond = conditioner.encode(caps)
     uncond = conditioner.null(len(caps))
-    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(
-        len(caps), -1)
+    micro = gate_micro_conds(cfg.size, len(caps))
     grid = cfg.size // tok.config.factor
     scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
                          gumbel_temperature=cfg.gumbel, order=cfg.order,
@@ -62,7 +64,7 @@ def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
     read_as: for each prompted kind, how often the largest object was read
     as each kind ("none": nothing found), the confusions behind the score."""
     both = colour = kind = loose = 0
-    read_as: dict[str, dict[str, int]] = {}
+    read_as: dict[str, Counter] = {}
     for a, (k, c) in zip(images, pairs):
         a = np.asarray(a)
         dets = detect(a)
@@ -73,13 +75,12 @@ def score_g0(images, pairs: list[tuple[str, str]]) -> dict:
         colour += _dominant(a) == c
         kind += main is not None and main.kind == k
         both += main is not None and (main.kind, main.color) == (k, c)
-        seen = read_as.setdefault(k, {})
-        name = main.kind if main is not None else "none"
-        seen[name] = seen.get(name, 0) + 1
+        read_as.setdefault(k, Counter())[
+            main.kind if main is not None else "none"] += 1
     n = len(pairs)
     return {"g0": both / n, "geneval_colors": loose / n,
             "colour": colour / n, "kind": kind / n, "n": n,
-            "read_as": read_as}
+            "read_as": {k: dict(v) for k, v in read_as.items()}}
 
 
 @torch.no_grad()
@@ -96,7 +97,7 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
     states, pooled = conditioner.encode(
         [g0_caption(k, c) for _, (k, c) in ims])
-    micro = torch.tensor([[cfg.size, cfg.size, 0, 0, 9.0]]).expand(n, -1)
+    micro = gate_micro_conds(cfg.size, n)
     obj = t != bg
     outside = F.pad((~obj).float()[:, None], (1, 1, 1, 1), value=1.0)
     cross = torch.tensor([[0., 1, 0], [1, 1, 1], [0, 1, 0]])[None, None]

@@ -40,6 +40,7 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
+    gate_micro_conds,
     snap_to_flat,
 )
 from .gate_judge import (
@@ -64,6 +65,9 @@ __all__ = [
     "g0_caption",
     "g0_images",
     "g0_pairs",
+    "gate_conditioner",
+    "gate_micro_conds",
+    "gate_tokenizer",
     "judge_gate",
     "run_gate",
     "sampler_sweep",
@@ -87,9 +91,9 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = "",
     out = Path(out)
     cfg = GateConfig(**json.loads((out / "curve.json").read_text())[
         "config"])
-    tok = vq_mod.from_pretrained()
+    tok = gate_tokenizer(cfg)
     model = load_transformer(out / f"{weights}.safetensors")
-    cond = _conditioner(cfg, text.from_pretrained())
+    cond = gate_conditioner(cfg, text.from_pretrained())
     rows = []
     for steps, guidance, temp, *rest in settings:
         order = rest[0] if rest else "confidence"
@@ -116,13 +120,18 @@ def export_gate(out: str | Path, path: str | Path, command: str = ""
     out = Path(out)
     curve = json.loads((out / "curve.json").read_text())
     cfg = GateConfig(**curve["config"])
-    tok = vq_mod.from_pretrained()
+    tok = gate_tokenizer(cfg)
     return export_resume_point(out / LATEST, path,
                                curve.get("start_images", 0), cfg.batch_size,
                                tok.tokenizer_sha256, command)
 
 
-def _conditioner(cfg: GateConfig, enc):
+def gate_tokenizer(cfg: GateConfig):
+    """The gate's VQ: `cfg.tokenizer`'s weights, or the shipped one."""
+    return vq_mod.from_pretrained(cfg.tokenizer or None)
+
+
+def gate_conditioner(cfg: GateConfig, enc):
     """The gate's text path: the CLIP encoder, or one-hot vectors."""
     return (ClipText(enc, cfg.text_len) if cfg.cond == "clip" else
             OneHotText(enc.hidden_dim, enc.pooled_dim, cfg.seed))
@@ -135,9 +144,9 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
     and a sample grid at each evaluation under `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = vq_mod.from_pretrained()
+    tok = gate_tokenizer(cfg)
     enc = text.from_pretrained(device=device)
-    conditioner = _conditioner(cfg, enc)
+    conditioner = gate_conditioner(cfg, enc)
     t0 = time.perf_counter()
     rendered = g0_images(cfg.n_images, cfg.size, cfg.seed, cfg.align)
     caps = [g0_caption(k, c) for _, (k, c) in rendered]
@@ -149,14 +158,15 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
             for i in range(0, len(rendered), 256)])
         states, pooled = conditioner.encode(caps)
     data = [{"tokens": t, "states": s, "pooled": p,
-             "micro_conds": torch.tensor([cfg.size, cfg.size, 0, 0,
-                                          aesthetic_score(im)])}
+             "micro_conds": gate_micro_conds(cfg.size, 1,
+                                             aesthetic_score(im))[0]}
             for t, s, p, (im, _) in zip(tokens, states, pooled, rendered)]
     prep_s = time.perf_counter() - t0
     mcfg = TransformerConfig.preset(
         "lite", codebook_size=tok.config.num_codes,
         vocab_size=tok.config.num_codes + 1, text_dim=enc.hidden_dim,
         pooled_dim=enc.pooled_dim, compress=cfg.compress,
+        compress_factor=cfg.compress_factor,
         num_heads=cfg.heads, conv_blocks=cfg.conv_blocks)
     torch.manual_seed(cfg.seed)
     model = MeissonicTransformer(mcfg)
