@@ -35,7 +35,7 @@ import torch
 from ..models import vq
 from ..models.pretrained import load_text_encoder
 from ..models.transformer import MeissonicTransformer, TransformerConfig
-from ..sampling.decode import SamplerConfig, decode
+from ..sampling.decode import SamplerConfig, decode, micro_conditions
 from ..sampling.pipeline import MeissonicLitePipeline
 from ..utils import best_seconds, pick_device, sync
 from .ar_baseline import ARConfig, CausalImageTransformer
@@ -295,7 +295,7 @@ def bench_ar_vs_masked(transformer, grid: int = 32, steps: int = 16,
             torch.randn(1, cfg.pooled_dim, generator=g).to(dev))
     uncond = (torch.zeros_like(cond[0]), torch.zeros_like(cond[1]))
     size = grid * 4                      # micro-condition only (f = 4)
-    micro = torch.tensor([[size, size, 0, 0, 9.0]], device=dev)
+    micro = micro_conditions(size, size, 1, device=dev)
     n = grid * grid
     shrink = cfg.compression ** 2
 

@@ -1,6 +1,7 @@
 """The layers around the Meissonic transformer's blocks (chapter 5): the
-code embedding, the k x k feature compression (paper: 2x2) and its inverse, the masked-
-token head, and the embedder of the mask-rate level and pooled text.
+code embedding, the k x k feature compression (paper: 2x2) and its
+inverse, the masked-token head, and the embedder of the mask-rate level
+and pooled text.
 
 Names follow the released code (viiika/Meissonic src/transformer.py:
 `UVit2DConvEmbed`, `Simple_UVitBlock`, `ConvMlmLayer`); its 1x1 convs are

@@ -67,7 +67,7 @@ class TransformerConfig:
     num_micro: int = 5  # [orig_w, orig_h, crop_top, crop_left, score]
     micro_dim: int = 256  # sinusoid width per micro-condition
     level_dim: int = 256  # sinusoid width of the mask-rate level
-    compress: bool = False  # 2x2 stride-2 conv before, conv-T after
+    compress: bool = False  # k x k stride-k conv before, conv-T after
     compress_factor: int = 2  # positions merged per side when compress
     #                           (paper: 2; 4 lets 32x32 tokens run on 8x8)
     conv_blocks: int = 0  # aMUSEd's ConvNeXt blocks per side (not in

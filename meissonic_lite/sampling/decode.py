@@ -90,6 +90,14 @@ class SamplerConfig:
         return 1.0 + (self.guidance_scale - 1.0) * i / (self.steps - 1)
 
 
+def micro_conditions(width: int, height: int, n: int, score: float = 9.0,
+                device=None) -> torch.Tensor:
+    """(n, 5) micro-conditions asked of the sampler: the image's size, no
+    crop, and aesthetic `score` (9.0, the best; chapter 5)."""
+    return torch.tensor([[width, height, 0, 0, score]], dtype=torch.float32,
+                        device=device).expand(n, -1)
+
+
 def cfg_mix(logits: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance on the logits of one batched forward whose
     first half is unconditional: l_u + s (l_c - l_u) (chapter 7)."""

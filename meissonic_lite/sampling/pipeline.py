@@ -18,7 +18,7 @@ from ..models.pretrained import load_text_encoder
 from ..models.transformer import MeissonicTransformer
 from ..models.vq import VQModel
 from ..utils import pick_device, to_pil
-from .decode import SamplerConfig, decode
+from .decode import SamplerConfig, decode, micro_conditions
 
 MAX_BATCH_BYTES = 8 * 2**30     # refuse batches whose activations exceed
 # Sampler defaults of the shipped model: the best cell of the steps x CFG
@@ -120,9 +120,8 @@ class MeissonicLitePipeline:
         b = len(prompts)
         uncond = (self.text_encoder.null(b) if negative is None
                   else self.text_encoder.encode(negative))
-        micro = torch.tensor([[width, height, 0, 0, aesthetic_score]],
-                             dtype=torch.float32,
-                             device=self.device).expand(b, -1)
+        micro = micro_conditions(width, height, b, aesthetic_score,
+                                 self.device)
         return cond, uncond, micro
 
     @torch.no_grad()

@@ -75,14 +75,6 @@ class GateConfig:
         self.gumbel = tuple(self.gumbel)
 
 
-def gate_micro_conds(size: int, n: int, score: float = 9.0
-                     ) -> torch.Tensor:
-    """(n, 5) micro-conditions of a square `size`-px image with no crop and
-    aesthetic `score` (9.0: the best, as the sampler asks for)."""
-    return torch.tensor([[size, size, 0, 0, score]],
-                        dtype=torch.float32).expand(n, -1)
-
-
 def g0_pairs() -> list[tuple[str, str]]:
     """Every (kind, colour) of G0: the world's 6 shapes x 8 colours."""
     return [(k, c) for k in vocab.SHAPES for c in vocab.COLORS]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..evaluation.geneval import score_item
 from ..evaluation.judge import COLOR_NAMES, PALETTE, detect
-from ..sampling.decode import SamplerConfig, decode
+from ..sampling.decode import SamplerConfig, decode, micro_conditions
 from ..sampling.masking import mask_rate_level
 from ..utils import to_uint8
 from ..world.dataset import to_tensor
@@ -23,7 +23,6 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
-    gate_micro_conds,
     snap_to_flat,
 )
 
@@ -41,7 +40,7 @@ def judge_gate(model, tok, conditioner, cfg: GateConfig,
     caps = [g0_caption(k, c) for k, c in pairs]
     cond = conditioner.encode(caps)
     uncond = conditioner.null(len(caps))
-    micro = gate_micro_conds(cfg.size, len(caps))
+    micro = micro_conditions(cfg.size, cfg.size, len(caps))
     grid = cfg.size // tok.config.factor
     scfg = SamplerConfig(cfg.sample_steps, cfg.guidance,
                          gumbel_temperature=cfg.gumbel, order=cfg.order,
@@ -97,7 +96,7 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
     states, pooled = conditioner.encode(
         [g0_caption(k, c) for _, (k, c) in ims])
-    micro = gate_micro_conds(cfg.size, n)
+    micro = micro_conditions(cfg.size, cfg.size, n)
     obj = t != bg
     outside = F.pad((~obj).float()[:, None], (1, 1, 1, 1), value=1.0)
     cross = torch.tensor([[0., 1, 0], [1, 1, 1], [0, 1, 0]])[None, None]

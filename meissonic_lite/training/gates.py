@@ -29,6 +29,7 @@ from ..models import text
 from ..models import vq as vq_mod
 from ..models.pretrained import load_transformer, save_transformer
 from ..models.transformer import MeissonicTransformer, TransformerConfig
+from ..sampling.decode import micro_conditions
 from ..world.dataset import to_tensor
 from ..world.quality import aesthetic_score
 from .checkpoint import LATEST
@@ -40,7 +41,6 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
-    gate_micro_conds,
     snap_to_flat,
 )
 from .gate_judge import (
@@ -66,7 +66,6 @@ __all__ = [
     "g0_images",
     "g0_pairs",
     "gate_conditioner",
-    "gate_micro_conds",
     "gate_tokenizer",
     "judge_gate",
     "run_gate",
@@ -81,8 +80,8 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = "",
     """Judge a finished gate run's model under other sampler settings
     (steps, CFG, start choice temperature[, reveal order[, token
     temperature]]), as many images per caption as the run's evaluations;
-    writes out/sweep.json, which records `command`. Tells a sampler problem from a model problem.
-    `seed` draws other samples of the same captions (a fresh check of a
+    writes out/sweep.json, which records `command`. Tells a sampler
+    problem from a model problem. `seed` draws other samples of the same captions (a fresh check of a
     setting chosen on the default seed); `weights` "model_ema" judges the
     averaged weights."""
     if weights not in ("model", "model_ema"):
@@ -158,8 +157,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
             for i in range(0, len(rendered), 256)])
         states, pooled = conditioner.encode(caps)
     data = [{"tokens": t, "states": s, "pooled": p,
-             "micro_conds": gate_micro_conds(cfg.size, 1,
-                                             aesthetic_score(im))[0]}
+             "micro_conds": micro_conditions(cfg.size, cfg.size, 1,
+                                        aesthetic_score(im))[0]}
             for t, s, p, (im, _) in zip(tokens, states, pooled, rendered)]
     prep_s = time.perf_counter() - t0
     mcfg = TransformerConfig.preset(
