@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import math
 import os
 import random
@@ -141,7 +142,6 @@ def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
 def report_json(obj, out: str | os.PathLike | None = None) -> None:
     """Print `obj` as indented JSON and, with `out`, also write it there
     atomically (the measurement commands' common last step)."""
-    import json
     text = json.dumps(obj, indent=1)
     print(text)
     if out:

@@ -187,19 +187,36 @@ def test_one_command_line_face():
     assert args.probe == "fill" and args.checkpoint == "ckpt.pt"
 
 
-def test_a_command_imports_only_its_own_module(tmp_path):
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Run `code` in a fresh interpreter: which of `modules` it imported."""
     import subprocess
     import sys
-    code = ("import sys; from meissonic_lite.cli import main; "
-            f"main(['world', '-n', '1', '-o', r'{tmp_path / 'w.png'}']); "
-            "bad = [m for m in ('open_clip', "
-            "'meissonic_lite.training.clip_train', "
-            "'meissonic_lite.sampling.pipeline') if m in sys.modules]; "
-            "assert not bad, bad")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+    probe = (f"{code}\nimport sys\n"
+             f"print([m for m in {modules!r} if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True,
                        text=True, check=False)
     assert r.returncode == 0, r.stderr
+    return ast.literal_eval(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    code = ("from meissonic_lite.cli import main\n"
+            f"main(['world', '-n', '1', '-o', r'{tmp_path / 'w.png'}'])")
+    assert _loaded_after(code, (
+        "open_clip", "meissonic_lite.training.clip_train",
+        "meissonic_lite.sampling.pipeline")) == []
     assert (tmp_path / "w.png").is_file()
+
+
+def test_the_pipeline_starts_without_open_clip_or_torchvision():
+    """What keeps `meissonic-lite generate` quick to start (issue 26):
+    loading the pipeline and drawing import neither open_clip nor
+    torchvision nor timm (the text tower loads alone, chapter 3)."""
+    code = ("from meissonic_lite import MeissonicLitePipeline\n"
+            "pipe = MeissonicLitePipeline.from_pretrained()\n"
+            "pipe('a red circle', num_inference_steps=2, height=64, "
+            "width=64)")
+    assert _loaded_after(code, ("open_clip", "torchvision", "timm")) == []
 
 
 def test_every_module_names_its_chapter():

@@ -19,6 +19,7 @@ from ..sampling.pipeline import (
     DEFAULT_BLOB_NOISE,
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
+    MeissonicLitePipeline,
 )
 from ..world.quality import aesthetic_score
 from .geneval import geneval_lite, load_geneval_prompts, score_detections
@@ -207,7 +208,6 @@ def measure(what: str, steps: list[int], cfgs: list[float],
     one of `MEASURES`; the JSON-ready record says it was made by
     `command`. A sweep crosses the lists, the others take their first
     values."""
-    from ..sampling.pipeline import MeissonicLitePipeline
     if what not in MEASURES:
         raise ValueError(f"unknown measure {what!r}: one of "
                          f"{', '.join(MEASURES)}")

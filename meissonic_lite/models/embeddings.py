@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .layers import MLPEmbed, RMSNorm, sinusoid
@@ -33,6 +34,10 @@ class TokenEmbed(nn.Module):
         return self.conv(self.layer_norm(self.embeddings(ids)))
 
 
+PATCHES = "b (h i) (w j) c -> b h w (i j c)"     # k x k positions -> 1
+UNPATCHES = "b h w (i j c) -> b (h i) (w j) c"   # 1 position -> k x k
+
+
 class _NormThenKxK(nn.Module):
     """RMSNorm over channels, then a k x k stride-k `conv_type` (no bias):
     the shared parts of the feature compression's two ends (paper: k=2)."""
@@ -52,14 +57,11 @@ class Downsample(_NormThenKxK):
         super().__init__(dim, eps, nn.Conv2d, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, H, W, C) channels-last -> (B, H/k, W/k, C); as a linear map
-        # on k x k patches, weight (out, in, kh, kw) -> (out, kh*kw*in)
-        b, h, w, c = x.shape
-        k = self.k
-        x = self.norm(x).reshape(b, h // k, k, w // k, k, c)
-        x = x.transpose(2, 3).reshape(b, h // k, w // k, k * k * c)
-        wt = self.conv.weight.permute(0, 2, 3, 1).reshape(c, k * k * c)
-        return F.linear(x, wt)
+        # x (B, H, W, C) channels-last -> (B, H/k, W/k, C): a linear map on
+        # each k x k patch, weight (out, in, kh, kw) -> (out, kh*kw*in)
+        patches = rearrange(self.norm(x), PATCHES, i=self.k, j=self.k)
+        wt = self.conv.weight.permute(0, 2, 3, 1).flatten(1)
+        return F.linear(patches, wt)
 
 
 class Upsample(_NormThenKxK):
@@ -69,12 +71,11 @@ class Upsample(_NormThenKxK):
         super().__init__(dim, eps, nn.ConvTranspose2d, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, h, w, C) -> (B, kh, kw, C): each token emits a k x k patch
-        b, h, w, c = x.shape
-        k = self.k
-        wt = self.conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, c)
-        y = F.linear(self.norm(x), wt).reshape(b, h, w, k, k, c)
-        return y.transpose(2, 3).reshape(b, k * h, k * w, c)
+        # x (B, h, w, C) -> (B, kh, kw, C): each position emits a k x k
+        # patch, weight (in, out, kh, kw) -> (kh*kw*out, in)
+        wt = self.conv.weight.permute(2, 3, 1, 0).flatten(0, 2)
+        patches = F.linear(self.norm(x), wt)
+        return rearrange(patches, UNPATCHES, i=self.k, j=self.k)
 
 
 class MlmHead(nn.Module):

@@ -50,11 +50,14 @@ def load_transformer(path: str | Path | None = None,
 
 
 def load_text_encoder(path: str | Path | None = None,
-                      device: str | torch.device = "cpu"):
+                      device: str | torch.device = "cpu",
+                      text_only: bool = True) -> TextEncoder:
     """The text encoder the shipped transformer was fine-tuned with (stage
     4 unfreezes it); falls back to the base CLIP (`clip.safetensors`) when
-    no tuned copy ships. The book's CLIP *evaluator* always uses the base
-    CLIP, so scores never come from the model being judged."""
+    no tuned copy ships. Text only by default: generation reads prompts,
+    and open_clip's import is skipped. The book's CLIP *evaluator* always
+    uses the base CLIP, so scores never come from the model being judged."""
     if path is None and TEXT_ENCODER.is_file():
         path = TEXT_ENCODER
-    return TextEncoder.from_pretrained(path, device=str(device))
+    return TextEncoder.from_pretrained(path, device=str(device),
+                                       text_only=text_only)

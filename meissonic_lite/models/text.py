@@ -8,7 +8,9 @@ the micro-conditions. The empty prompt's encoding is the null condition for
 classifier-free guidance. We cannot download LAION weights, so the book
 trains a tiny CLIP on the Shapes world with open_clip's own classes and its
 bundled BPE tokenizer (`meissonic-lite train-clip`). The same CLIP is the
-book's CLIP-score / CLIP-I / CLIP-T evaluator.
+book's CLIP-score / CLIP-I / CLIP-T evaluator. Generation needs only the
+text half: `from_pretrained(text_only=True)` loads it without importing
+open_clip (`text_tower`), which saves about 2 s of start-up.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from .model_files import corrupt, read_model_file, write_model_file
+from .text_tower import TextTower, load_tokenizer
+
+if TYPE_CHECKING:
+    import open_clip
 
 WEIGHTS = Path(__file__).parent.parent / "weights" / "clip.safetensors"
 REBUILD = "meissonic-lite train-clip --ship"
@@ -58,16 +63,23 @@ def init_token_table(cfg: TextEncoderConfig) -> torch.Tensor:
     return torch.randn(cfg.vocab_size, cfg.text_width, generator=g) * 0.02
 
 
-def build_clip(cfg: TextEncoderConfig) -> open_clip.CLIP:
-    """An open_clip.CLIP with a custom config: no download, no hub."""
-    vision = open_clip.CLIPVisionCfg(
-        layers=cfg.vision_layers, width=cfg.vision_width,
-        head_width=cfg.vision_head_width, patch_size=cfg.patch_size,
-        image_size=cfg.image_size)
-    text = open_clip.CLIPTextCfg(
-        context_length=cfg.context_length, vocab_size=cfg.vocab_size,
-        width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
-    model = open_clip.CLIP(cfg.embed_dim, vision, text)
+def build_clip(cfg: TextEncoderConfig,
+               text_only: bool = False) -> open_clip.CLIP | TextTower:
+    """An open_clip.CLIP with a custom config: no download, no hub; or,
+    `text_only`, its text half without importing open_clip."""
+    if text_only:
+        model = TextTower(cfg)
+    else:
+        import open_clip  # ~2 s (torchvision, timm): only when needed
+        vision = open_clip.CLIPVisionCfg(
+            layers=cfg.vision_layers, width=cfg.vision_width,
+            head_width=cfg.vision_head_width, patch_size=cfg.patch_size,
+            image_size=cfg.image_size)
+        text = open_clip.CLIPTextCfg(
+            context_length=cfg.context_length, vocab_size=cfg.vocab_size,
+            width=cfg.text_width, heads=cfg.text_heads,
+            layers=cfg.text_layers)
+        model = open_clip.CLIP(cfg.embed_dim, vision, text)
     with torch.no_grad():
         model.token_embedding.weight.copy_(init_token_table(cfg))
     return model
@@ -84,8 +96,7 @@ class TextEncoder(torch.nn.Module):
                  trainable: bool = False):
         super().__init__()
         self.clip, self.cfg = clip, cfg
-        self.tokenizer = open_clip.SimpleTokenizer(
-            context_length=cfg.context_length)
+        self.tokenizer = load_tokenizer(cfg.context_length)
         self._null: tuple[torch.Tensor, torch.Tensor] | None = None
         self.set_trainable(trainable)
 
@@ -129,19 +140,24 @@ class TextEncoder(torch.nn.Module):
                         dtype: torch.dtype = torch.float16) -> None:
         """Write weights + config as one safetensors file, atomically
         (the token table keeps only the rows training touched)."""
+        if self.clip.visual is None:
+            raise ValueError("this text encoder was loaded text_only and has "
+                             "no image tower to save; load it whole")
         save(self.clip, self.cfg, path, dtype)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None,
                         device: str = "cpu",
                         dtype: torch.dtype = torch.float32,
-                        trainable: bool = False) -> TextEncoder:
-        """Load the shipped tiny CLIP (or a file saved by `train-clip`)."""
+                        trainable: bool = False,
+                        text_only: bool = False) -> TextEncoder:
+        """Load the shipped tiny CLIP (or a file saved by `train-clip`);
+        `text_only`: only its text tower (prompts, no images), fast."""
         path = Path(path) if path is not None else WEIGHTS
         cfg, state = read_model_file(path, "text-encoder", REBUILD)
         try:
             cfg = TextEncoderConfig.from_dict(cfg)
-            clip = build_clip(cfg)
+            clip = build_clip(cfg, text_only)
             load_state(clip, cfg, state)
         except Exception as e:  # a file of another shape or model
             raise corrupt(path, "text-encoder", REBUILD, e) from e
@@ -230,6 +246,13 @@ class TextEncoder(torch.nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError("images must be (B, 3, H, W) in [0, 1], got "
                              f"shape {tuple(images.shape)}")
+        if self.clip.visual is None:
+            raise ValueError("this text encoder was loaded text_only: load "
+                             "it with text_only=False to encode images")
+        from open_clip.constants import (  # loaded already (visual)
+            OPENAI_DATASET_MEAN,
+            OPENAI_DATASET_STD,
+        )
         x = images.to(self.device, torch.float32)
         s = self.cfg.image_size
         if x.shape[-2:] != (s, s):
@@ -308,14 +331,18 @@ def load_state(clip: open_clip.CLIP, cfg: TextEncoderConfig,
         table[sd.pop("token_embedding.rows")] = \
             sd.pop("token_embedding.values").float()
         sd["token_embedding.weight"] = table
+    if clip.visual is None:                    # TextTower: the text half
+        sd = {k: v for k, v in sd.items() if not k.startswith("visual.")}
     clip.load_state_dict({k: v.float() for k, v in sd.items()})
 
 
 def from_pretrained(path: str | Path | None = None, device: str = "cpu",
                     dtype: torch.dtype = torch.float32,
-                    trainable: bool = False) -> TextEncoder:
+                    trainable: bool = False,
+                    text_only: bool = False) -> TextEncoder:
     """Load the shipped tiny CLIP: `TextEncoder.from_pretrained`."""
-    return TextEncoder.from_pretrained(path, device, dtype, trainable)
+    return TextEncoder.from_pretrained(path, device, dtype, trainable,
+                                       text_only)
 
 
 def save(clip: open_clip.CLIP, cfg: TextEncoderConfig, path: str | Path,
@@ -335,6 +362,7 @@ def from_open_clip(model_name: str = "ViT-H-14",
     with random weights and downloads nothing (build it under
     `torch.device('meta')` to check shapes without allocating 4 GB).
     """
+    import open_clip  # ~2 s (torchvision, timm): only when needed
     clip = open_clip.create_model(model_name, pretrained=pretrained,
                                   device=device)
     mc = open_clip.get_model_config(model_name)

@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..world import vocab
 from ..world.captions import caption
@@ -150,7 +151,6 @@ def caption_pair(scene: Scene, negative: Scene, rng: np.random.Generator,
 def make_images(seed: int, n: int, size: int = 64, progress: bool = False
                 ) -> tuple[torch.Tensor, list[Scene]]:
     """World examples 0..n-1 of stream `seed`: uint8 (n, 3, S, S), scenes."""
-    from tqdm.auto import tqdm
     imgs = torch.empty(n, 3, size, size, dtype=torch.uint8)
     scenes = []
     for i in tqdm(range(n), desc="render", disable=not progress):

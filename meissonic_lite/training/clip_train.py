@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ..models.text import (
     WEIGHTS,
@@ -170,7 +171,6 @@ def _truncate_log(path: Path, step: int) -> None:
 def train(cfg: ClipTrainConfig) -> dict:
     """The training run behind `meissonic-lite train-clip`: the manifest,
     or {"stopped_at": step} after `stop_at`."""
-    from tqdm.auto import tqdm
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)

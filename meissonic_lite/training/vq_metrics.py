@@ -10,6 +10,7 @@ from collections import Counter
 
 import torch
 
+from ..evaluation.judge import detect
 from ..models.vq import VQModel
 from ..utils import to_pil
 from ..world.dataset import make_example, to_tensor
@@ -57,7 +58,6 @@ def judge_agreement(model: VQModel, n: int, size: int,
                     seed: int = EVAL_SEED) -> float:
     """Share of images where the judge sees the same (kind, colour) counts
     on the reconstruction as on the original."""
-    from ..evaluation import detect
     x = held_out(n, size, True, seed)
     rec = reconstruct(model, x)
     same = 0
