@@ -95,6 +95,10 @@ def test_run_gate_writes_a_curve_and_resumes(tmp_path):
     probe = res["probe"]["0.3"]
     assert set(probe) == {"background", "interior", "edge"}
     assert probe["background"]["tokens_per_image"] > 200  # mostly gray
+    kinds = res["kind_probe"]
+    assert set(kinds["read_as"]) == {k for k, _ in gates.g0_pairs()}
+    assert sum(sum(r.values()) for r in kinds["read_as"].values()) == 96
+    assert 0.0 <= kinds["accuracy"] <= 1.0
     cfg.steps = 3
     res = gates.run_gate(cfg, tmp_path, resume=True)
     assert [p["step"] for p in res["points"]] == [1, 2, 3]
@@ -165,6 +169,18 @@ def test_a_resume_point_carries_a_run_on_and_refuses_bad_input(tmp_path,
     with pytest.raises(ValueError, match="num_heads"):
         gates.run_gate(gates.GateConfig(**{**nxt.__dict__, "heads": 2}),
                        tmp_path / "x")
+    # a 2x2 point carries on under a 4x4 compression (128 px on the same
+    # 8x8 positions): its compression layers are widened, nothing else
+    from dataclasses import replace
+
+    from meissonic_lite.models.transformer import MeissonicTransformer
+    from meissonic_lite.training.resume_point import load_resume_point
+    saved = MeissonicTransformer.from_pretrained(point).config
+    state, notes = load_resume_point(
+        point, replace(saved, compress_factor=4, extra={}),
+        tok.tokenizer_sha256)
+    assert notes["widened_from"] == 2 and notes["images_seen"] == 16
+    assert state["up_block.conv.weight"].shape[-2:] == (4, 4)
     other = tmp_path / "other.safetensors"
     export_resume_point(run / "latest.pt", other, 0, 8, "another-vq")
     with pytest.raises(ValueError, match="another tokenizer"):

@@ -157,6 +157,28 @@ def test_wider_compression_merges_k_by_k_positions():
         TransformerConfig.preset("tiny", compress=True, compress_factor=1)
 
 
+def test_a_widened_compression_draws_the_same_image_at_twice_the_pixels():
+    """widen_compression (chapter 6's progressive resolution): a 2x2
+    model's weights spread over 4x4 give, on a token grid whose every
+    token is repeated 2x2, exactly the 2x2 model's logits repeated 2x2,
+    since the positions inside cover the same parts of the image."""
+    from meissonic_lite.training.resume_point import widen_compression
+    two = _model(compress=True)
+    four = MeissonicTransformer(TransformerConfig.preset(
+        "tiny", compress=True, compress_factor=4)).eval()
+    four.load_state_dict(widen_compression(two.state_dict(), 2, 4))
+    tok, text, pooled, micro, level = _inputs(two.config, 2, 4, 6)
+    big = tok.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    with torch.no_grad():
+        small_out = two(tok, text, pooled, micro, level)
+        big_out = four(big, text, pooled, micro, level)
+    want = small_out.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    assert big_out.shape == want.shape == (2, two.config.codebook_size, 8, 12)
+    torch.testing.assert_close(big_out, want, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="multiple"):
+        widen_compression(two.state_dict(), 2, 3)
+
+
 @pytest.mark.parametrize("rope", ["2d", "1d", "none", "learned"])
 def test_batch_independence(rope):
     model = _model(rope=rope, compress=True)

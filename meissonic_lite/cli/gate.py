@@ -80,7 +80,8 @@ def add_parser(sub) -> None:
     g.add_argument("--resume", action="store_true")
     g.add_argument("--init", default=d.init, metavar="PATH",
                    help="start from this resume point (fresh optimizer "
-                   "with --warmup; images seen carry on)")
+                   "with --warmup; images seen carry on; a 2x2 point is "
+                   "widened to a larger --compress-factor)")
     g.add_argument("--export", metavar="PATH",
                    help="instead of training, write --out's latest "
                    "checkpoint as a resume point (fp16, one file)")

@@ -1,6 +1,7 @@
 """Judging a gate run (chapter 6): draw every G0 caption with the sampler
-and let the independent judge read the images, and a teacher-forced probe
-of where the model fails (edge versus interior tokens)."""
+and let the independent judge read the images, and two teacher-forced
+probes: where the model fails (edge versus interior tokens), and whether
+it knows the kinds apart at all (a generative classifier)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from .gate_data import (
     snap_to_flat,
 )
 
-__all__ = ["JUDGE_SEED", "edge_interior_accuracy", "judge_gate", "score_g0"]
+__all__ = ["JUDGE_SEED", "edge_interior_accuracy", "judge_gate",
+           "kind_by_likelihood", "score_g0"]
 
 JUDGE_SEED = 12345  # the sampler's seed for every judged point of a curve
 
@@ -90,9 +92,7 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
     argmax accuracy and cross-entropy on masked background tokens, object
     interior tokens and object edge tokens (an object token with a
     background 4-neighbour). Where the model fails, edges or layout."""
-    ims = g0_images(n, cfg.size, seed + 1, cfg.align)
-    x = torch.stack([to_tensor(im) for im, _ in ims])
-    t = tok.encode(x) if cfg.tokens == "vq" else snap_to_flat(x, tok)
+    ims, t = _fresh_tokens(tok, cfg, n, seed + 1)
     bg = int(flat_codes(tok)[COLOR_NAMES.index(BACKGROUND)])
     states, pooled = conditioner.encode(
         [g0_caption(k, c) for _, (k, c) in ims])
@@ -122,6 +122,48 @@ def edge_interior_accuracy(model, tok, conditioner, cfg: GateConfig,
             for name, sel in parts.items()}
     model.train(was)
     return out
+
+
+@torch.no_grad()
+def kind_by_likelihood(model, tok, conditioner, cfg: GateConfig,
+                       n: int = 96, rate: float = 0.5,
+                       seed: int = 78) -> dict:
+    """Does the model know the kinds apart? Mask `rate` of the tokens of
+    fresh G0 renders and read each render as the kind whose caption (with
+    the true colour) makes the masked tokens most likely: the model as a
+    generative classifier, with no sampler. `read_as` as the judge's."""
+    ims, t = _fresh_tokens(tok, cfg, n, seed)
+    kinds = list(dict.fromkeys(k for k, _ in g0_pairs()))
+    mask = torch.rand(t.shape, generator=torch.Generator().manual_seed(
+        seed)) < rate
+    inp = t.masked_fill(mask, model.config.mask_id)
+    level = mask_rate_level(mask.float().mean((1, 2)))
+    micro = micro_conditions(cfg.size, cfg.size, n)
+    was = model.training
+    model.eval()
+    nll = []
+    for kind in kinds:
+        states, pooled = conditioner.encode(
+            [g0_caption(kind, c) for _, (_, c) in ims])
+        logits = model(inp, states, pooled, micro, level).float()
+        ce = F.cross_entropy(logits, t, reduction="none")
+        nll.append((ce * mask).sum((1, 2)))
+    model.train(was)
+    read = [kinds[i] for i in torch.stack(nll, 1).argmin(1).tolist()]
+    truth = [k for _, (k, _) in ims]
+    return {"accuracy": round(sum(r == k for r, k in zip(read, truth)) / n,
+                              3),
+            "read_as": {k: dict(Counter(r for r, k2 in zip(read, truth)
+                                        if k2 == k)) for k in kinds},
+            "n": n, "rate": rate}
+
+
+def _fresh_tokens(tok, cfg: GateConfig, n: int, seed: int):
+    """n fresh G0 renders (image, (kind, colour)) and their tokens."""
+    ims = g0_images(n, cfg.size, seed, cfg.align)
+    x = torch.stack([to_tensor(im) for im, _ in ims])
+    return ims, (tok.encode(x) if cfg.tokens == "vq"
+                 else snap_to_flat(x, tok))
 
 
 def _dominant(a: np.ndarray) -> str:

@@ -47,6 +47,7 @@ from .gate_judge import (
     JUDGE_SEED,
     edge_interior_accuracy,
     judge_gate,
+    kind_by_likelihood,
     score_g0,
 )
 from .resume_point import export_resume_point, load_resume_point
@@ -68,6 +69,7 @@ __all__ = [
     "gate_conditioner",
     "gate_tokenizer",
     "judge_gate",
+    "kind_by_likelihood",
     "run_gate",
     "sampler_sweep",
     "score_g0",
@@ -213,7 +215,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         save_transformer(trainer.ema.module, out / "model_ema.safetensors")
     result = json.loads(curve_path.read_text())
     result.update(command=command, wall_s=round(time.perf_counter() - t0, 1),
-                  probe=edge_interior_accuracy(model, tok, conditioner, cfg))
+                  probe=edge_interior_accuracy(model, tok, conditioner, cfg),
+                  kind_probe=kind_by_likelihood(model, tok, conditioner, cfg))
     curve_path.write_text(json.dumps(result, indent=1))
     return result
 

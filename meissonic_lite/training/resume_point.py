@@ -23,7 +23,7 @@ from ..models.model_files import read_model_file, to_float32
 from ..models.transformer import MeissonicTransformer, TransformerConfig
 from .checkpoint import check_same_model, load_checkpoint
 
-__all__ = ["export_resume_point", "load_resume_point"]
+__all__ = ["export_resume_point", "load_resume_point", "widen_compression"]
 
 REBUILD = "meissonic-lite gate g0 --out RUN --export PATH"
 
@@ -48,10 +48,31 @@ def export_resume_point(checkpoint: str | Path, path: str | Path,
     return notes
 
 
+def widen_compression(state: dict, k_from: int, k_to: int) -> dict:
+    """The compression layers of `state` (k_from x k_from) spread over
+    k_to x k_to token positions, for the same image at k_to / k_from times
+    the pixels: each new token stands where one old token stood, so the
+    new conv averages the old tap over its sub-block, the transposed conv
+    copies it, and the transformer's positions keep what they covered.
+    Paper: Meissonic adds its compression when it moves to 1024 px."""
+    if k_to % k_from:
+        raise ValueError(f"can widen a {k_from}x{k_from} compression only "
+                         f"to a multiple of it, not {k_to}")
+    r = k_to // k_from
+    out = dict(state)
+    for key, scale in (("down_block.conv.weight", 1.0 / (r * r)),
+                       ("up_block.conv.weight", 1.0)):
+        w = state[key]
+        out[key] = w.repeat_interleave(r, 2).repeat_interleave(r, 3) * scale
+    return out
+
+
 def load_resume_point(path: str | Path, config: TransformerConfig,
                       tokenizer_sha256: str) -> tuple[dict, dict]:
     """(state, notes) of the resume point at `path`, checked against the
-    model config and tokenizer of the run that wants to continue it."""
+    model config and tokenizer of the run that wants to continue it. A
+    point whose compression is narrower by a whole factor is widened
+    (`widen_compression`): the progressive-resolution step of chapter 6."""
     saved, state = read_model_file(path, "resume point", REBUILD)
     notes = (saved.get("extra") or {}).get("resume")
     if notes is None:
@@ -62,7 +83,15 @@ def load_resume_point(path: str | Path, config: TransformerConfig,
                       for c in (config, TransformerConfig()))
     for d in (want, saved):
         d.pop("extra", None)
+    k_from = saved.get("compress_factor", defaults["compress_factor"])
+    k_to = want["compress_factor"]
+    widen = (saved.get("compress") and want["compress"] and k_from != k_to)
+    if widen:
+        saved = {**saved, "compress_factor": k_to}
     check_same_model(saved, want, path, defaults)
+    if widen:
+        state = widen_compression(to_float32(state), k_from, k_to)
+        notes = {**notes, "widened_from": k_from}
     if notes.get("tokenizer_sha256") != tokenizer_sha256:
         raise ValueError(f"resume point {path} learnt the codes of another "
                          f"tokenizer ({notes.get('tokenizer_sha256')}); "
