@@ -189,6 +189,22 @@ def test_a_resume_point_carries_a_run_on_and_refuses_bad_input(tmp_path,
                        tmp_path / "x")
 
 
+def test_gate_fp32_turns_autocast_off(tmp_path):
+    """--fp32 reaches the trainer (at the lite width fp32 trained faster
+    than bf16 autocast on a CPU with native bf16, chapter 6)."""
+    from meissonic_lite.cli.main import build_parser
+    from meissonic_lite.training.checkpoint import load_checkpoint
+    p = build_parser()
+    assert p.parse_args(["gate", "g0"]).bf16 is True
+    assert p.parse_args(["gate", "g0", "--fp32"]).bf16 is False
+    cfg = gates.GateConfig(n_images=48, steps=1, batch_size=8, eval_every=1,
+                           eval_seeds=1, sample_steps=2, cond="onehot",
+                           bf16=False)
+    gates.run_gate(cfg, tmp_path)
+    assert load_checkpoint(tmp_path / "latest.pt")["train_config"][
+        "bf16"] is False
+
+
 def test_gate_cli_rejects_a_malformed_sweep(tmp_path):
     from meissonic_lite import cli
     with pytest.raises(SystemExit, match="STEPS,CFG,TEMP"):

@@ -77,6 +77,9 @@ def add_parser(sub) -> None:
                    "shipped f=4 tokenizer), e.g. an f=8 one for 128 px "
                    "at 8x8 positions")
     g.add_argument("--no-compress", dest="compress", action="store_false")
+    g.add_argument("--fp32", dest="bf16", action="store_false",
+                   help="train in fp32 even where the CPU has native bf16 "
+                   "(at the lite width fp32 measured faster there)")
     g.add_argument("--resume", action="store_true")
     g.add_argument("--init", default=d.init, metavar="PATH",
                    help="start from this resume point (fresh optimizer "

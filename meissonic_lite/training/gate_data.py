@@ -59,6 +59,7 @@ class GateConfig:
     init: str = ""                 # start from this resume point (fresh
     #                                optimizer, warmup; images carry on)
     seed: int = 0
+    bf16: bool = True              # autocast where the CPU has native bf16
 
     def __post_init__(self):
         if self.gate != "g0":

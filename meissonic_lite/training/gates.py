@@ -184,7 +184,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
                        blob_masks=cfg.blob_masks, log_every=10,
                        label_smoothing=cfg.label_smoothing,
                        ema=cfg.ema or None,
-                       ckpt_every=100, sample_every=cfg.eval_every)
+                       ckpt_every=100, sample_every=cfg.eval_every,
+                       bf16=cfg.bf16)
     null = conditioner.null(1)
     trainer = Trainer(model, data, tcfg, out, null,
                       model_config=asdict(mcfg), device=device)
