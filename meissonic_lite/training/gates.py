@@ -94,7 +94,7 @@ def sampler_sweep(out: str | Path, settings: list[tuple], command: str = "",
         "config"])
     tok = gate_tokenizer(cfg)
     model = load_transformer(out / f"{weights}.safetensors")
-    cond = gate_conditioner(cfg, text.from_pretrained())
+    cond = gate_conditioner(cfg, text.from_pretrained(text_only=True))
     rows = []
     for steps, guidance, temp, *rest in settings:
         order = rest[0] if rest else "confidence"
@@ -146,7 +146,7 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = gate_tokenizer(cfg)
-    enc = text.from_pretrained(device=device)
+    enc = text.from_pretrained(device=device, text_only=True)
     conditioner = gate_conditioner(cfg, enc)
     t0 = time.perf_counter()
     rendered = g0_images(cfg.n_images, cfg.size, cfg.seed, cfg.align)

@@ -89,12 +89,13 @@ def load_resume_point(path: str | Path, config: TransformerConfig,
     if widen:
         saved = {**saved, "compress_factor": k_to}
     check_same_model(saved, want, path, defaults)
+    state = to_float32(state)
     if widen:
-        state = widen_compression(to_float32(state), k_from, k_to)
+        state = widen_compression(state, k_from, k_to)
         notes = {**notes, "widened_from": k_from}
     if notes.get("tokenizer_sha256") != tokenizer_sha256:
         raise ValueError(f"resume point {path} learnt the codes of another "
                          f"tokenizer ({notes.get('tokenizer_sha256')}); "
                          f"this run's is {tokenizer_sha256}")
-    return to_float32(state), notes
+    return state, notes
 
