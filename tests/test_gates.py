@@ -99,6 +99,9 @@ def test_run_gate_writes_a_curve_and_resumes(tmp_path):
     assert set(kinds["read_as"]) == {k for k, _ in gates.g0_pairs()}
     assert sum(sum(r.values()) for r in kinds["read_as"].values()) == 96
     assert 0.0 <= kinds["accuracy"] <= 1.0
+    assert set(res["twin_probe"]) == {"circle", "square"}
+    assert set(res["points"][-1]["twin"]) == {"circle", "square"}
+    assert res["twin_probe"]["circle"]["telling_per_image"] > 5
     cfg.steps = 3
     res = gates.run_gate(cfg, tmp_path, resume=True)
     assert [p["step"] for p in res["points"]] == [1, 2, 3]
@@ -109,6 +112,53 @@ def test_run_gate_writes_a_curve_and_resumes(tmp_path):
         (2, 1.0), (3, 2.0)]
     assert all(r["n"] == 48 for r in sweep["rows"])
     assert (tmp_path / "sweep.json").is_file()
+
+
+class _Oracle(torch.nn.Module):
+    """A fake transformer that knows the answer: it reads the caption's
+    kind from the one-hot states and returns that kind's token grid (or
+    always the square's: a model that draws circles as squares) as
+    near-certain logits."""
+
+    def __init__(self, cond, grids, num_codes, always=None):
+        super().__init__()
+        self.cond, self.grids, self.always = cond, grids, always
+        self.num_codes = num_codes
+        self.config = type("Cfg", (), {"mask_id": num_codes})()
+
+    def forward(self, inp, states, pooled, micro, level):
+        kind = vocab.SHAPES[int((self.cond.kind - states[0, 0]).norm(
+            dim=1).argmin())]
+        ans = self.grids[self.always or kind]
+        return 30.0 * torch.nn.functional.one_hot(
+            ans, self.num_codes).permute(0, 3, 1, 2).float()
+
+
+def test_twin_probe_reads_the_telling_tokens(tok):
+    """The twin probe masks exactly the tokens where a circle and the same
+    square differ: an oracle gets every one right and pays for the wrong
+    caption; a model that draws every circle as a square answers the
+    twin's code on every telling token of a circle."""
+    cfg = gates.GateConfig(cond="onehot")
+    cond = gates.OneHotText(16, 8)
+    ims, twins, colors = gates.g0_twins("circle", "square", 8, 64, seed=79)
+    assert colors == list(vocab.COLORS)
+    grids = {k: tok.encode(torch.stack([to_tensor(i) for i in g]))
+             for k, g in (("circle", ims), ("square", twins))}
+    n = tok.config.num_codes
+    got = gates.twin_probe(_Oracle(cond, grids, n), tok, cond, cfg, n=8)
+    for kind in ("circle", "square"):
+        assert got[kind]["telling_per_image"] > 5
+        assert got[kind]["true_code"] == 1.0
+        assert got[kind]["twin_code"] == 0.0
+        assert got[kind]["nll_true"] < 1e-3
+        assert got[kind]["nll_twin_caption"] > 10
+        assert got[kind]["true_caption_wins"] == 1.0
+    got = gates.twin_probe(_Oracle(cond, grids, n, always="square"), tok,
+                           cond, cfg, n=8)
+    assert got["circle"]["twin_code"] == 1.0
+    assert got["circle"]["true_code"] == 0.0
+    assert got["square"]["true_code"] == 1.0
 
 
 def test_a_gate_tokenizes_with_the_vq_it_is_given(tmp_path):

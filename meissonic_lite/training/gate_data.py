@@ -94,15 +94,38 @@ def g0_images(n: int, size: int, seed: int, align: int = 0):
     out = []
     for i in range(n):
         kind, color = pairs[i % len(pairs)]
-        scene = make_scene([Group(kind, color, "large", 1)], BACKGROUND,
-                           seed=seed * 1_000_003 + i)
-        if align:
-            snap = [replace(o, cx=round(o.cx * size / align) * align / size,
-                            cy=round(o.cy * size / align) * align / size)
-                    for o in scene.objects]
-            scene = replace(scene, objects=tuple(snap))
+        scene = _g0_scene(kind, color, seed * 1_000_003 + i, size, align)
         out.append((render(scene, size), (kind, color)))
     return out
+
+
+def g0_twins(kind: str, twin: str, n: int, size: int, seed: int,
+             align: int = 0):
+    """n G0 renders of `kind` (colours in turn) and their twins: the same
+    object drawn as `twin` at the same place and size. Where the two
+    tokenize differently is all that tells the kinds apart (chapter 6)."""
+    vocab.check_kind(kind)
+    vocab.check_kind(twin)
+    colors = [list(vocab.COLORS)[i % len(vocab.COLORS)] for i in range(n)]
+    ims, twins = [], []
+    for i, color in enumerate(colors):
+        scene = _g0_scene(kind, color, seed * 1_000_003 + i, size, align)
+        other = tuple(replace(o, kind=twin) for o in scene.objects)
+        ims.append(render(scene, size))
+        twins.append(render(replace(scene, objects=other), size))
+    return ims, twins, colors
+
+
+def _g0_scene(kind: str, color: str, seed: int, size: int, align: int):
+    """One large object placed at random; `align` snaps its centre."""
+    scene = make_scene([Group(kind, color, "large", 1)], BACKGROUND,
+                       seed=seed)
+    if align:
+        snap = [replace(o, cx=round(o.cx * size / align) * align / size,
+                        cy=round(o.cy * size / align) * align / size)
+                for o in scene.objects]
+        scene = replace(scene, objects=tuple(snap))
+    return scene
 
 
 def flat_codes(tok) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Judging a gate run (chapter 6): draw every G0 caption with the sampler
-and let the independent judge read the images, and two teacher-forced
-probes: where the model fails (edge versus interior tokens), and whether
-it knows the kinds apart at all (a generative classifier)."""
+and let the independent judge read the images, and three teacher-forced
+probes: where the model fails (edge versus interior tokens), whether it
+knows the kinds apart at all (a generative classifier), and what it puts
+in the few tokens that tell a circle from a square (the twin probe)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
+    g0_twins,
     snap_to_flat,
 )
 
 __all__ = ["JUDGE_SEED", "edge_interior_accuracy", "judge_gate",
-           "kind_by_likelihood", "score_g0"]
+           "kind_by_likelihood", "score_g0", "twin_probe"]
 
 JUDGE_SEED = 12345  # the sampler's seed for every judged point of a curve
 
@@ -158,12 +160,62 @@ def kind_by_likelihood(model, tok, conditioner, cfg: GateConfig,
             "n": n, "rate": rate}
 
 
+@torch.no_grad()
+def twin_probe(model, tok, conditioner, cfg: GateConfig,
+               kinds: tuple[str, str] = ("circle", "square"), n: int = 64,
+               seed: int = 79) -> dict:
+    """Circle or square? Each fresh render of one kind has a twin, the
+    same object as the other kind at the same place; only the tokens
+    where the two differ ("telling" tokens) tell them apart. Mask exactly
+    those and read the model's answer under the true caption: how often
+    its argmax is the true code or the twin's, and the mean NLL per
+    telling token under the true and under the twin's caption."""
+    out = {}
+    for kind, twin in (kinds, kinds[::-1]):
+        ims, twins, colors = g0_twins(kind, twin, n, cfg.size, seed,
+                                      cfg.align)
+        t, tw = (_tokenize(torch.stack([to_tensor(im) for im in group]),
+                           tok, cfg) for group in (ims, twins))
+        telling = t != tw
+        inp = t.masked_fill(telling, model.config.mask_id)
+        level = mask_rate_level(telling.float().mean((1, 2)))
+        micro = micro_conditions(cfg.size, cfg.size, n)
+        was = model.training
+        model.eval()
+        nll, guess = {}, None
+        for name, k in (("true", kind), ("twin", twin)):
+            states, pooled = conditioner.encode(
+                [g0_caption(k, c) for c in colors])
+            logits = model(inp, states, pooled, micro, level).float()
+            ce = F.cross_entropy(logits, t, reduction="none")
+            nll[name] = (ce * telling).sum((1, 2))
+            if name == "true":
+                guess = logits.argmax(1)[telling]
+        model.train(was)
+        count = telling.sum()
+        out[kind] = {
+            "telling_per_image": round(float(count) / n, 1),
+            "true_code": round(float((guess == t[telling]).float().mean()),
+                               3),
+            "twin_code": round(float((guess == tw[telling]).float().mean()),
+                               3),
+            "nll_true": round(float(nll["true"].sum() / count), 3),
+            "nll_twin_caption": round(float(nll["twin"].sum() / count), 3),
+            "true_caption_wins": round(float(
+                (nll["true"] < nll["twin"]).float().mean()), 3)}
+    return out
+
+
 def _fresh_tokens(tok, cfg: GateConfig, n: int, seed: int):
     """n fresh G0 renders (image, (kind, colour)) and their tokens."""
     ims = g0_images(n, cfg.size, seed, cfg.align)
-    x = torch.stack([to_tensor(im) for im, _ in ims])
-    return ims, (tok.encode(x) if cfg.tokens == "vq"
-                 else snap_to_flat(x, tok))
+    return ims, _tokenize(torch.stack([to_tensor(im) for im, _ in ims]),
+                          tok, cfg)
+
+
+def _tokenize(x: torch.Tensor, tok, cfg: GateConfig) -> torch.Tensor:
+    """The gate's tokens of images x: VQ codes or flat codes."""
+    return tok.encode(x) if cfg.tokens == "vq" else snap_to_flat(x, tok)
 
 
 def _dominant(a: np.ndarray) -> str:

@@ -41,6 +41,7 @@ from .gate_data import (
     g0_caption,
     g0_images,
     g0_pairs,
+    g0_twins,
     snap_to_flat,
 )
 from .gate_judge import (
@@ -49,6 +50,7 @@ from .gate_judge import (
     judge_gate,
     kind_by_likelihood,
     score_g0,
+    twin_probe,
 )
 from .resume_point import export_resume_point, load_resume_point
 from .trainer import TrainConfig, Trainer
@@ -66,6 +68,7 @@ __all__ = [
     "g0_caption",
     "g0_images",
     "g0_pairs",
+    "g0_twins",
     "gate_conditioner",
     "gate_tokenizer",
     "judge_gate",
@@ -74,6 +77,7 @@ __all__ = [
     "sampler_sweep",
     "score_g0",
     "snap_to_flat",
+    "twin_probe",
 ]
 
 
@@ -141,8 +145,9 @@ def gate_conditioner(cfg: GateConfig, enc):
 def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
              resume: bool = False, command: str = "") -> dict:
     """Train from scratch on the gate's data; write curve.json (the judge's
-    score against images seen, then the edge/interior probe), the model
-    and a sample grid at each evaluation under `out`."""
+    score and the circle/square twin probe against images seen, then the
+    edge/interior and kind probes), the model and a sample grid at each
+    evaluation under `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = gate_tokenizer(cfg)
@@ -197,9 +202,11 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
         t = time.perf_counter()
         r = judge_gate(m, tok, conditioner, cfg)
         _save_grid(r.pop("images"), out / f"grid_{step:05d}.png")
+        r["twin"] = twin_probe(m, tok, conditioner, cfg)  # seconds
         if trainer.ema is not None:  # the averaged weights, judged alike
             e = judge_gate(trainer.ema.module, tok, conditioner, cfg)
             _save_grid(e.pop("images"), out / f"grid_ema_{step:05d}.png")
+            e["twin"] = twin_probe(trainer.ema.module, tok, conditioner, cfg)
             r.update({f"ema_{k}": v for k, v in e.items() if k != "n"})
         r.update(step=step, images_seen=start + step * cfg.batch_size,
                  train_s=round(trainer.train_seconds, 1),
@@ -217,7 +224,8 @@ def run_gate(cfg: GateConfig, out: str | Path, device: str = "cpu",
     result = json.loads(curve_path.read_text())
     result.update(command=command, wall_s=round(time.perf_counter() - t0, 1),
                   probe=edge_interior_accuracy(model, tok, conditioner, cfg),
-                  kind_probe=kind_by_likelihood(model, tok, conditioner, cfg))
+                  kind_probe=kind_by_likelihood(model, tok, conditioner, cfg),
+                  twin_probe=twin_probe(model, tok, conditioner, cfg))
     curve_path.write_text(json.dumps(result, indent=1))
     return result
 
