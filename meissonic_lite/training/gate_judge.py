@@ -166,22 +166,25 @@ def twin_probe(model, tok, conditioner, cfg: GateConfig,
                seed: int = 79) -> dict:
     """Circle or square? Each fresh render of one kind has a twin, the
     same object as the other kind at the same place; only the tokens
-    where the two differ ("telling" tokens) tell them apart. Mask exactly
-    those and read the model's answer under the true caption: how often
+    where the two differ ("telling" tokens) tell them apart; each pair is
+    rendered and tokenized once and read both ways. Mask exactly those
+    and read the model's answer under the true caption: how often
     its argmax is the true code or the twin's, and the mean NLL per
     telling token under the true and under the twin's caption."""
+    a, b = kinds
+    ims, twins, colors = g0_twins(a, b, n, cfg.size, seed, cfg.align)
+    grid = {k: _tokenize(torch.stack([to_tensor(im) for im in group]), tok,
+                         cfg) for k, group in ((a, ims), (b, twins))}
+    telling = grid[a] != grid[b]        # the same tokens for both kinds
+    count = telling.sum()
+    level = mask_rate_level(telling.float().mean((1, 2)))
+    micro = micro_conditions(cfg.size, cfg.size, n)
+    was = model.training
+    model.eval()
     out = {}
     for kind, twin in (kinds, kinds[::-1]):
-        ims, twins, colors = g0_twins(kind, twin, n, cfg.size, seed,
-                                      cfg.align)
-        t, tw = (_tokenize(torch.stack([to_tensor(im) for im in group]),
-                           tok, cfg) for group in (ims, twins))
-        telling = t != tw
+        t, tw = grid[kind], grid[twin]
         inp = t.masked_fill(telling, model.config.mask_id)
-        level = mask_rate_level(telling.float().mean((1, 2)))
-        micro = micro_conditions(cfg.size, cfg.size, n)
-        was = model.training
-        model.eval()
         nll, guess = {}, None
         for name, k in (("true", kind), ("twin", twin)):
             states, pooled = conditioner.encode(
@@ -191,8 +194,6 @@ def twin_probe(model, tok, conditioner, cfg: GateConfig,
             nll[name] = (ce * telling).sum((1, 2))
             if name == "true":
                 guess = logits.argmax(1)[telling]
-        model.train(was)
-        count = telling.sum()
         out[kind] = {
             "telling_per_image": round(float(count) / n, 1),
             "true_code": round(float((guess == t[telling]).float().mean()),
@@ -203,6 +204,7 @@ def twin_probe(model, tok, conditioner, cfg: GateConfig,
             "nll_twin_caption": round(float(nll["twin"].sum() / count), 3),
             "true_caption_wins": round(float(
                 (nll["true"] < nll["twin"]).float().mean()), 3)}
+    model.train(was)
     return out
 
 
